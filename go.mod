@@ -1,0 +1,3 @@
+module github.com/shoal-p2p/shoal
+
+go 1.26
