@@ -68,8 +68,8 @@ type LookupStats struct {
 	FailReasons map[string]int
 	// Drops counts messages given up by nodes other than their source.
 	Drops map[string]int
-	Hops      []int
-	Wrong     []WrongDelivery
+	Hops  []int
+	Wrong []WrongDelivery
 }
 
 // WrongDelivery records a lookup delivered somewhere other than the true owner.
