@@ -111,9 +111,12 @@ func (l *leafSet) covers(key id.ID) bool {
 	if !l.full() {
 		return true
 	}
+	// Measure each side from self outwards: when the two halves overlap (a
+	// ring of LeafSetSize/2+1 to LeafSetSize nodes) their reaches cover the
+	// whole circle, which a single lo→hi arc cannot express.
 	lo := l.left[len(l.left)-1]
 	hi := l.right[len(l.right)-1]
-	return id.Clockwise(lo, key).Cmp(id.Clockwise(lo, hi)) <= 0
+	return l.cw(key).Cmp(l.cw(hi)) <= 0 || l.ccw(key).Cmp(l.ccw(lo)) <= 0
 }
 
 // members returns the distinct members, right side first.

@@ -161,3 +161,18 @@ func TestCrashedNeighbourReplacedWithinSeconds(t *testing.T) {
 		t.Fatalf("seed %d: leaf sets not repaired within 30s (took %v)", seed, took)
 	}
 }
+
+// Rings from 1 to 40 nodes: the leaf-set halves are short, overlap, or are
+// disjoint; every lookup must reach the true owner in each case.
+func TestSmallRings(t *testing.T) {
+	for n := 1; n <= 40; n++ {
+		seed := int64(100 + n)
+		s := newSim(t, seed)
+		s.Bootstrap(n)
+		s.RunFor(5 * time.Second)
+		st := lookupsFor(s, 300, 5*time.Millisecond)
+		if st.Correct != st.Issued {
+			t.Fatalf("n=%d seed %d: %d of %d correct; drops %v; wrong %+v", n, seed, st.Correct, st.Issued, st.Drops, head(st.Wrong))
+		}
+	}
+}

@@ -1,0 +1,68 @@
+package node
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Frames on the wire start with a channel byte. Ring protocol frames begin
+// with ring.WireVersion (1); application frames sent straight to a node
+// begin with chanDirect. Inside both, an application payload is:
+//
+//	byte    kind (one-way, request, response, error)
+//	uvarint request ID (0 for one-way)
+//	varint  deadline, Unix milliseconds (0 for none)
+//	rest    the application's bytes
+const chanDirect = 0xA1
+
+const (
+	kindOneWay   = 1
+	kindRequest  = 2
+	kindResponse = 3
+	kindError    = 4
+)
+
+var errBadApp = errors.New("node: bad application frame")
+
+type appFrame struct {
+	kind     byte
+	reqID    uint64
+	deadline int64
+	data     []byte
+}
+
+func (f appFrame) append(dst []byte) []byte {
+	dst = append(dst, f.kind)
+	dst = binary.AppendUvarint(dst, f.reqID)
+	dst = binary.AppendVarint(dst, f.deadline)
+	return append(dst, f.data...)
+}
+
+func parseApp(b []byte) (appFrame, error) {
+	var f appFrame
+	if len(b) < 1 {
+		return f, fmt.Errorf("%w: empty", errBadApp)
+	}
+	f.kind = b[0]
+	if f.kind < kindOneWay || f.kind > kindError {
+		return f, fmt.Errorf("%w: unknown kind %d", errBadApp, f.kind)
+	}
+	b = b[1:]
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return f, fmt.Errorf("%w: bad request ID", errBadApp)
+	}
+	f.reqID = v
+	b = b[n:]
+	d, n := binary.Varint(b)
+	if n <= 0 {
+		return f, fmt.Errorf("%w: bad deadline", errBadApp)
+	}
+	f.deadline = d
+	f.data = b[n:]
+	if (f.kind == kindOneWay) != (f.reqID == 0) {
+		return f, fmt.Errorf("%w: kind %d with request ID %d", errBadApp, f.kind, f.reqID)
+	}
+	return f, nil
+}
