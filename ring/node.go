@@ -498,11 +498,14 @@ func (n *Node) repairLeaf() {
 	}
 }
 
-// dedupe remembers recently delivered (source, id) pairs.
+// dedupe remembers the last max delivered (source, id) pairs. It grows on
+// demand: most nodes of a large ring deliver little, and preallocating would
+// cost hundreds of kilobytes per node.
 type dedupe struct {
 	set  map[dedupeKey]struct{}
 	ring []dedupeKey
 	next int
+	max  int
 }
 
 type dedupeKey struct {
@@ -510,16 +513,17 @@ type dedupeKey struct {
 	id  uint64
 }
 
-func newDedupe(n int) dedupe {
-	return dedupe{set: make(map[dedupeKey]struct{}, n), ring: make([]dedupeKey, 0, n)}
-}
+func newDedupe(n int) dedupe { return dedupe{max: n} }
 
 // add reports whether k is new.
 func (d *dedupe) add(k dedupeKey) bool {
 	if _, ok := d.set[k]; ok {
 		return false
 	}
-	if len(d.ring) < cap(d.ring) {
+	if d.set == nil {
+		d.set = make(map[dedupeKey]struct{})
+	}
+	if len(d.ring) < d.max {
 		d.ring = append(d.ring, k)
 	} else {
 		delete(d.set, d.ring[d.next])

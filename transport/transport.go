@@ -16,7 +16,7 @@ import (
 )
 
 // Peer names a node and where to reach it. Addrs are transport-specific:
-// full multiaddrs ending in /p2p/<peer-id> for transport/p2p, empty for memnet.
+// full multiaddrs ending in /p2p/<peer-id> for transport/p2p, "mem/<hex ID>" for memnet.
 type Peer struct {
 	ID    id.ID    `json:"id"`
 	Addrs []string `json:"addrs,omitempty"`
