@@ -73,7 +73,7 @@ func (l *leafSet) insert(x id.ID) (changed bool, evicted []id.ID) {
 	if e1 && !l.contains(ev1) {
 		evicted = append(evicted, ev1)
 	}
-	if e2 && ev2 != ev1 && !l.contains(ev2) {
+	if e2 && !(e1 && ev2 == ev1) && !l.contains(ev2) {
 		evicted = append(evicted, ev2)
 	}
 	return c1 || c2, evicted

@@ -2,6 +2,7 @@ package ring
 
 import (
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/shoal-p2p/shoal/id"
@@ -20,7 +21,7 @@ func (n *Node) Step(now time.Time, from transport.Peer, m Msg) error {
 	if from.ID == n.self.ID {
 		return fmt.Errorf("ring: message from own ID %s", from.ID.Short())
 	}
-	if m == nil {
+	if v := reflect.ValueOf(m); m == nil || v.Kind() == reflect.Pointer && v.IsNil() {
 		return fmt.Errorf("ring: nil message from %s", from.ID.Short())
 	}
 	k := m.Kind()

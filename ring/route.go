@@ -1,6 +1,7 @@
 package ring
 
 import (
+	"math"
 	"time"
 
 	"github.com/shoal-p2p/shoal/id"
@@ -223,7 +224,9 @@ func (n *Node) handleRoute(from transport.Peer, m *Route) {
 		r.Via = nil // we do not know the target: route it ourselves
 	}
 	r.Via = nil
-	r.Hops++
+	if r.Hops < math.MaxInt { // a peer's count at the edge of int must not wrap past MaxHops
+		r.Hops++
+	}
 	n.dispatch(r, nil, 0)
 }
 

@@ -62,9 +62,10 @@ func (t *table) get(r, d int) (id.ID, bool) {
 	return t.rows[r][d], true
 }
 
-// row returns the entries of row r.
+// row returns the entries of row r (none for a row out of range, which a
+// peer's RowReq may name).
 func (t *table) row(r int) []id.ID {
-	if r >= len(t.rows) {
+	if r < 0 || r >= len(t.rows) {
 		return nil
 	}
 	var out []id.ID

@@ -107,9 +107,11 @@ func Run(cfg RunConfig) (Result, error) {
 			progress(fmt.Sprintf("%d/%d lookups issued, %.2f%% correct so far, %d crashes, %.0fs wall", i+1, cfg.Lookups, st.CorrectPct(), res.Crashes, time.Since(start).Seconds()))
 		}
 	}
-	res.MsgsPerNodePerS = s.MaintenancePerNodeSec()
 	// Let lookups in flight finish (held messages wait at most HoldTimeout).
 	s.RunFor(cfg.Ring.HoldTimeout + 15*time.Second)
+	// Maintenance is measured over the lookup period and the drain, so even
+	// a short run averages over several heartbeat periods.
+	res.MsgsPerNodePerS = s.MaintenancePerNodeSec()
 	st := s.Lookups()
 	res.AvgHops = st.AvgHops()
 	res.P99Hops = st.PercentileHops(99)
