@@ -1,0 +1,119 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/shoal-p2p/shoal/id"
+	"github.com/shoal-p2p/shoal/node"
+	"github.com/shoal-p2p/shoal/ring"
+	"github.com/shoal-p2p/shoal/transport"
+	"github.com/shoal-p2p/shoal/transport/p2p"
+)
+
+type whoApp struct{ self id.ID }
+
+func (a whoApp) Deliver(m *node.Message)         { b, _ := json.Marshal(a.self); m.Reply(b) }
+func (whoApp) Forward(id.ID, []byte, id.ID) bool { return true }
+
+// Five real libp2p nodes on loopback join through one bootstrap node and
+// route to the true owner; a killed node's keys are then delivered at its
+// neighbour once the failure timeout has passed.
+func TestFiveNodesOverLibp2p(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type member struct {
+		n  *node.Node
+		tr *p2p.Transport
+	}
+	var ms []member
+	var boot []transport.Peer
+	for i := 0; i < 5; i++ {
+		tcfg := p2p.DefaultConfig()
+		tcfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+		tr, err := p2p.New(ctx, tcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := node.DefaultConfig()
+		cfg.Ring = ring.LocalConfig()
+		cfg.Transport = tr
+		cfg.Bootstrap = boot
+		cfg.App = whoApp{tr.Self().ID}
+		n, err := node.Start(ctx, cfg)
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		defer n.Close()
+		ms = append(ms, member{n, tr})
+		if i == 0 {
+			boot = []transport.Peer{n.Self()}
+		}
+	}
+	owner := func(key id.ID, live []member) id.ID {
+		ids := make([]id.ID, len(live))
+		for i, m := range live {
+			ids[i] = m.n.ID()
+		}
+		return ids[id.Closest(key, ids)]
+	}
+	ask := func(from member, key id.ID) (id.ID, error) {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		b, err := from.n.Request(c, key, []byte("?"))
+		if err != nil {
+			return id.ID{}, err
+		}
+		var got id.ID
+		err = json.Unmarshal(b, &got)
+		return got, err
+	}
+	// Wait until every node is sure of its range (bounded).
+	for _, m := range ms {
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			st, err := m.n.Status(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Sure && st.LeafSetCount == len(ms)-1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s did not converge: %+v", m.n.ID().Short(), st)
+			}
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			}
+		}
+	}
+	for i := 0; i < 40; i++ {
+		key := id.HashString("key-" + string(rune('a'+i)))
+		from := ms[i%len(ms)]
+		got, err := ask(from, key)
+		if err != nil {
+			t.Fatalf("key %d: %v", i, err)
+		}
+		if want := owner(key, ms); got != want {
+			t.Fatalf("key %d routed to %s, owner is %s", i, got.Short(), want.Short())
+		}
+	}
+	// Kill node 2 (not the bootstrap): its transport goes away silently.
+	victim := ms[2]
+	victim.tr.Close()
+	live := append(append([]member(nil), ms[:2]...), ms[3:]...)
+	key := victim.n.ID()
+	want := owner(key, live)
+	var got id.ID
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
+		got, err = ask(live[0], key)
+		if err == nil && got == want {
+			return
+		}
+	}
+	t.Fatalf("after the kill, key of %s answered by %s (err %v), want neighbour %s", victim.n.ID().Short(), got.Short(), err, want.Short())
+}
