@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -116,4 +117,65 @@ func TestFiveNodesOverLibp2p(t *testing.T) {
 		}
 	}
 	t.Fatalf("after the kill, key of %s answered by %s (err %v), want neighbour %s", victim.n.ID().Short(), got.Short(), err, want.Short())
+}
+
+// A node that closes tells its neighbours, over libp2p, and they take over
+// at once: with the 'lan' profile a silent node would only be noticed after
+// its 11s failure timeout, so seeing the leaf set shrink within a few seconds
+// proves the Leave arrived.
+func TestGracefulLeaveOverLibp2p(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var nodes []*node.Node
+	var boot []transport.Peer
+	for i := 0; i < 3; i++ {
+		tcfg := p2p.DefaultConfig()
+		tcfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+		tr, err := p2p.New(ctx, tcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := node.DefaultConfig()
+		cfg.Transport = tr
+		cfg.Bootstrap = boot
+		n, err := node.Start(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+		if i == 0 {
+			boot = []transport.Peer{n.Self()}
+		}
+	}
+	defer nodes[0].Close()
+	defer nodes[1].Close()
+	waitLeaf := func(n *node.Node, want int, within time.Duration) error {
+		deadline := time.Now().Add(within)
+		for {
+			st, err := n.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if st.LeafSetCount == want {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("leaf set has %d members after %v, want %d", st.LeafSetCount, within, want)
+			}
+			select {
+			case <-time.After(10 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	if err := waitLeaf(nodes[0], 2, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitLeaf(nodes[0], 1, 3*time.Second); err != nil {
+		t.Fatalf("the leave did not arrive: %v", err)
+	}
 }

@@ -52,7 +52,9 @@ func (s *sender) run() {
 	)
 	defer func() {
 		if st != nil {
-			st.Reset()
+			// Close, not Reset: frames already written (a graceful leave)
+			// must still reach the peer.
+			st.Close()
 		}
 	}()
 	for {
@@ -90,6 +92,7 @@ func (s *sender) run() {
 			continue
 		}
 		t.stats.framesOut.Add(uint64(n))
+		t.settle(n)
 		if lost := s.overflow.Swap(0); lost > 0 {
 			t.unreachable(s.id, fmt.Errorf("%w: dropped %d frames for %s", ErrQueueFull, lost, s.pid))
 		}
@@ -146,6 +149,7 @@ drain:
 		}
 	}
 	s.t.stats.dropped.Add(n)
+	s.t.settle(int(n))
 	s.overflow.Swap(0)
 	s.t.unreachable(s.id, err)
 }

@@ -40,6 +40,11 @@ type Transport struct {
 
 	isClosed atomic.Bool // fast path for Send; mu.closed is authoritative
 
+	// outstanding counts frames queued and not yet written or dropped;
+	// drained is signalled whenever it reaches zero (Flush waits on it).
+	outstanding atomic.Int64
+	drained     chan struct{}
+
 	mu      sync.Mutex
 	closed  bool
 	started bool
@@ -109,6 +114,7 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 		pid:     h.ID(),
 		ctx:     tctx,
 		cancel:  cancel,
+		drained: make(chan struct{}, 1),
 		senders: make(map[id.ID]*sender),
 		known:   make(map[id.ID]peer.ID),
 	}
@@ -190,9 +196,11 @@ func (t *Transport) Send(ctx context.Context, to transport.Peer, data []byte) er
 		return err
 	}
 	frame := bytes.Clone(data)
+	t.outstanding.Add(1)
 	select {
 	case s.q <- frame:
 	default:
+		t.settle(1)
 		t.stats.dropped.Add(1)
 		s.overflow.Add(1)
 	}
@@ -294,4 +302,28 @@ func (t *Transport) unreachable(n id.ID, err error) {
 	if r := t.receiver(); r != nil {
 		r.Unreachable(n, err)
 	}
+}
+
+// settle records that n queued frames were written or dropped.
+func (t *Transport) settle(n int) {
+	if n > 0 && t.outstanding.Add(int64(-n)) == 0 {
+		select {
+		case t.drained <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Flush waits until every frame queued so far has been written to its
+// stream (or dropped because its peer is unreachable), or ctx ends. A node
+// calls it before Close so its last messages (a graceful leave) go out.
+func (t *Transport) Flush(ctx context.Context) error {
+	for t.outstanding.Load() > 0 {
+		select {
+		case <-t.drained:
+		case <-ctx.Done():
+			return fmt.Errorf("p2p: flush: %d frames still queued: %w", t.outstanding.Load(), ctx.Err())
+		}
+	}
+	return nil
 }
