@@ -38,9 +38,10 @@ type Message struct {
 	Deadline time.Time // zero if the sender set none
 	Direct   bool      // sent to this node by Send, not routed
 
-	n     *Node
-	reqID uint64 // non-zero for requests
-	done  bool
+	n       *Node
+	reqID   uint64 // non-zero for requests
+	done    bool
+	service bool // a service envelope, for the service host
 }
 
 // IsRequest reports whether the sender waits for an answer.

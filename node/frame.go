@@ -17,10 +17,12 @@ import (
 const chanDirect = 0xA1
 
 const (
-	kindOneWay   = 1
-	kindRequest  = 2
-	kindResponse = 3
-	kindError    = 4
+	kindOneWay    = 1 // raw application message
+	kindRequest   = 2 // raw application request
+	kindResponse  = 3 // answer to a request (raw bytes or a service Reply)
+	kindError     = 4 // node-level failure of a request
+	kindSvcOneWay = 5 // one-way service envelope
+	kindSvcCall   = 6 // service envelope expecting a Reply
 )
 
 var errBadApp = errors.New("node: bad application frame")
@@ -45,7 +47,7 @@ func parseApp(b []byte) (appFrame, error) {
 		return f, fmt.Errorf("%w: empty", errBadApp)
 	}
 	f.kind = b[0]
-	if f.kind < kindOneWay || f.kind > kindError {
+	if f.kind < kindOneWay || f.kind > kindSvcCall {
 		return f, fmt.Errorf("%w: unknown kind %d", errBadApp, f.kind)
 	}
 	b = b[1:]
@@ -61,7 +63,7 @@ func parseApp(b []byte) (appFrame, error) {
 	}
 	f.deadline = d
 	f.data = b[n:]
-	if (f.kind == kindOneWay) != (f.reqID == 0) {
+	if (f.kind == kindOneWay || f.kind == kindSvcOneWay) != (f.reqID == 0) {
 		return f, fmt.Errorf("%w: kind %d with request ID %d", errBadApp, f.kind, f.reqID)
 	}
 	return f, nil

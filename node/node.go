@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/shoal-p2p/shoal/id"
 	"github.com/shoal-p2p/shoal/ring"
+	"github.com/shoal-p2p/shoal/service"
 	"github.com/shoal-p2p/shoal/transport"
 )
 
@@ -22,6 +25,7 @@ type Node struct {
 	tr   transport.Transport
 	core *ring.Node // touched only by the run goroutine
 	self transport.Peer
+	host *service.Host
 	log  *slog.Logger
 
 	inbox   chan input
@@ -66,13 +70,13 @@ type metrics struct {
 
 // Metrics are the node runtime's counters.
 type Metrics struct {
-	FramesIn     uint64 // frames received
-	BadFrames    uint64 // frames that could not be decoded or lied about their sender
-	InboxDrops   uint64 // frames dropped because the core was behind
-	Delivered    uint64 // messages handed to the application
-	Expired      uint64 // messages dropped because their deadline had passed
-	DeliverDrops uint64 // deliveries dropped because the application was behind
-	SendErrors   uint64 // frames the transport refused
+	FramesIn     uint64 `json:"frames_in"`     // frames received
+	BadFrames    uint64 `json:"bad_frames"`    // frames that could not be decoded or lied about their sender
+	InboxDrops   uint64 `json:"inbox_drops"`   // frames dropped because the core was behind
+	Delivered    uint64 `json:"delivered"`     // messages handed to the application
+	Expired      uint64 `json:"expired"`       // messages dropped because their deadline had passed
+	DeliverDrops uint64 `json:"deliver_drops"` // deliveries dropped because the application was behind
+	SendErrors   uint64 `json:"send_errors"`   // frames the transport refused
 }
 
 // Start starts a node and joins the ring through cfg.Bootstrap. It returns
@@ -128,7 +132,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		readyCh: make(chan struct{}),
 		waiters: make(map[uint64]chan result),
 		byMsg:   make(map[uint64]uint64),
+		host:    service.NewHost(service.HostConfig{MaxRequest: cfg.MaxMessage, Logger: log}),
 	}
+	n.reqSeq.Store(randomUint64() >> 2)
 	core.SetForward(n.forwardUpcall)
 	if err := n.tr.Start(receiver{n}); err != nil {
 		return nil, fmt.Errorf("node: start transport: %w", err)
@@ -304,10 +310,8 @@ func (n *Node) onDelivery(d *ring.Delivery) {
 		n.log.Warn("bad routed payload", "src", d.Src.ID.Short(), "err", err)
 		return
 	}
-	m := &Message{Key: d.Key, From: d.Src, Hops: d.Hops, Payload: f.data, n: n}
-	if f.kind == kindRequest {
-		m.reqID = f.reqID
-	}
+	m := &Message{Key: d.Key, From: d.Src, Hops: d.Hops, Payload: f.data, n: n, reqID: f.reqID}
+	m.service = f.kind == kindSvcCall || f.kind == kindSvcOneWay
 	if f.deadline != 0 {
 		m.Deadline = time.UnixMilli(f.deadline)
 		if time.Now().After(m.Deadline) {
@@ -323,6 +327,10 @@ func (n *Node) enqueue(m *Message) {
 	case n.deliver <- m:
 	default:
 		n.m.deliverDrops.Add(1)
+		if m.service {
+			n.respond(m)(service.Reply{V: service.Version, Err: service.Overloaded("node:deliver-queue", 10*time.Millisecond)})
+			return
+		}
 		m.Fail("overloaded: the application at the owner is not keeping up")
 	}
 }
@@ -335,6 +343,10 @@ func (n *Node) deliverLoop() {
 			return
 		case m := <-n.deliver:
 			n.m.delivered.Add(1)
+			if m.service {
+				n.host.Dispatch(m.Payload, n.respond(m))
+				continue
+			}
 			if n.cfg.App == nil {
 				m.Fail(ErrNoApp.Error())
 				continue
@@ -407,8 +419,17 @@ func (n *Node) Route(ctx context.Context, key id.ID, payload []byte) error {
 // context's deadline (or DefaultRequestTimeout if it has none) travels with
 // the request.
 func (n *Node) Request(ctx context.Context, key id.ID, payload []byte) ([]byte, error) {
+	return n.exchange(ctx, &key, nil, kindRequest, payload)
+}
+
+// exchange sends one request, routed to key or straight to a peer, and
+// waits for its answer.
+func (n *Node) exchange(ctx context.Context, key *id.ID, to *transport.Peer, kind byte, payload []byte) ([]byte, error) {
 	if len(payload) > n.cfg.MaxMessage {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), n.cfg.MaxMessage)
+	}
+	if n.closed.Load() {
+		return nil, ErrClosed
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -425,11 +446,25 @@ func (n *Node) Request(ctx context.Context, key id.ID, payload []byte) ([]byte, 
 		delete(n.waiters, req)
 		n.mu.Unlock()
 	}()
-	frame := appFrame{kind: kindRequest, reqID: req, deadline: deadlineOf(ctx), data: payload}.append(nil)
-	err := n.do(ctx, func() {
-		msgID := n.core.Route(time.Now(), key, frame)
-		n.rememberMsg(msgID, req)
-	})
+	f := appFrame{kind: kind, reqID: req, deadline: deadlineOf(ctx), data: payload}
+	var err error
+	var where string
+	if key != nil {
+		where = "owner of " + key.Short()
+		frame := f.append(nil)
+		err = n.do(ctx, func() {
+			msgID := n.core.Route(time.Now(), *key, frame)
+			n.rememberMsg(msgID, req)
+		})
+	} else {
+		where = "node " + to.ID.Short()
+		if to.ID == n.self.ID {
+			m := &Message{From: n.self, Payload: payload, Direct: true, n: n, reqID: req, service: kind == kindSvcCall}
+			n.enqueue(m)
+		} else {
+			err = n.tr.Send(ctx, *to, f.append([]byte{chanDirect}))
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -437,7 +472,7 @@ func (n *Node) Request(ctx context.Context, key id.ID, payload []byte) ([]byte, 
 	case r := <-ch:
 		return r.data, r.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("node: request to owner of %s: %w", key.Short(), ctx.Err())
+		return nil, fmt.Errorf("node: request to %s: %w", where, ctx.Err())
 	case <-n.done:
 		return nil, ErrClosed
 	}
@@ -495,6 +530,7 @@ func (n *Node) Close() error {
 		cancel()
 		n.closed.Store(true)
 		close(n.stop)
+		n.host.Close()
 		n.wg.Wait()
 		n.timer.Stop()
 		err = n.tr.Close()
@@ -553,10 +589,8 @@ func (r receiver) Receive(from transport.Peer, data []byte) {
 		case kindError:
 			n.complete(f.reqID, result{err: &RemoteError{Reason: string(f.data)}})
 		default:
-			m := &Message{From: from, Payload: f.data, Direct: true, n: n}
-			if f.kind == kindRequest {
-				m.reqID = f.reqID
-			}
+			m := &Message{From: from, Payload: f.data, Direct: true, n: n, reqID: f.reqID}
+			m.service = f.kind == kindSvcCall || f.kind == kindSvcOneWay
 			if f.deadline != 0 {
 				m.Deadline = time.UnixMilli(f.deadline)
 			}
@@ -574,4 +608,12 @@ func (r receiver) Unreachable(to id.ID, err error) {
 	default:
 		r.n.m.inboxDrops.Add(1)
 	}
+}
+
+func randomUint64() uint64 {
+	var b [8]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		return uint64(time.Now().UnixNano())
+	}
+	return binary.BigEndian.Uint64(b[:])
 }

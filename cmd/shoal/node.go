@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shoal-p2p/shoal/httpapi"
 	"github.com/shoal-p2p/shoal/node"
 	"github.com/shoal-p2p/shoal/ring"
 	"github.com/shoal-p2p/shoal/transport"
@@ -78,6 +79,7 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	data := fs.String("data", "", "data directory: keeps the node's identity key, so its ID survives restarts (default: a fresh identity each start)")
 	profile := fs.String("profile", "lan", "timing profile: lan (default), local (fast failure detection, more traffic) or wan")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	httpAddr := fs.String("http", "", "serve the HTTP API on this address, e.g. 127.0.0.1:8080 (default: no HTTP API)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -139,7 +141,22 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintln(stdout, "joined the ring")
 	}
+	var api *httpapi.Server
+	if *httpAddr != "" {
+		api = httpapi.New(n, log)
+		registerAPIs(api, n, log)
+		if err := api.Start(*httpAddr); err != nil {
+			n.Close()
+			return err
+		}
+		fmt.Fprintf(stdout, "HTTP API on http://%s (try: curl http://%s/v1/ring)\n", api.Addr(), api.Addr())
+	}
 	<-ctx.Done()
+	if api != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		api.Close(sctx)
+		cancel()
+	}
 	fmt.Fprintln(stdout, "stopping: telling the neighbours…")
 	start := time.Now()
 	if err := n.Close(); err != nil {

@@ -1,0 +1,327 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Responder delivers the answer to one request. The node supplies it; it
+// must be safe to call from any goroutine and called at most once.
+type Responder func(Reply)
+
+// Host runs a node's services. Safe for concurrent use.
+type Host struct {
+	maxBytes int
+	log      *slog.Logger
+	now      func() time.Time
+
+	mu        sync.Mutex
+	services  map[string]*running
+	resources map[string]*resource
+	closed    bool
+
+	stats hostStats
+}
+
+type hostStats struct {
+	unknownService, unknownMethod, badRequest, tooLarge, unsupported, expired atomic.Uint64
+}
+
+// HostConfig configures a Host.
+type HostConfig struct {
+	// MaxRequest is the largest request envelope accepted, in bytes.
+	// Default 1 MiB.
+	MaxRequest int
+	// Logger, nil to discard.
+	Logger *slog.Logger
+	// Now is the clock (tests may fake it). Default time.Now.
+	Now func() time.Time
+}
+
+// NewHost returns a host with the default resource limits.
+func NewHost(cfg HostConfig) *Host {
+	if cfg.MaxRequest == 0 {
+		cfg.MaxRequest = 1 << 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Host{maxBytes: cfg.MaxRequest, log: cfg.Logger.With("subsys", "service"), now: cfg.Now,
+		services: make(map[string]*running), resources: make(map[string]*resource)}
+	for name, l := range DefaultLimits() {
+		h.resources[name] = &resource{name: name, lim: l}
+	}
+	return h
+}
+
+// MaxRequest is the request size limit in bytes.
+func (h *Host) MaxRequest() int { return h.maxBytes }
+
+// SetLimit sets the limits of a resource (creating it).
+func (h *Host) SetLimit(name string, l Limits) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r, ok := h.resources[name]; ok {
+		r.lim = l
+		return
+	}
+	h.resources[name] = &resource{name: name, lim: l}
+}
+
+// Register starts a service's loop. A name can be registered once.
+func (h *Host) Register(s *Service) error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return fmt.Errorf("service: host is closed")
+	}
+	if _, dup := h.services[s.name]; dup {
+		return fmt.Errorf("service: %q is already registered", s.name)
+	}
+	for _, u := range s.uses {
+		if _, ok := h.resources[u]; !ok {
+			h.resources[u] = &resource{name: u} // unlimited until SetLimit
+		}
+	}
+	r := newRunning(h, s)
+	h.services[s.name] = r
+	go r.loop()
+	return nil
+}
+
+// Close stops every service loop and waits for them. Requests still queued
+// are answered with CodeInternal.
+func (h *Host) Close() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	svcs := make([]*running, 0, len(h.services))
+	for _, r := range h.services {
+		svcs = append(svcs, r)
+	}
+	h.mu.Unlock()
+	for _, r := range svcs {
+		r.stop()
+	}
+}
+
+// Dispatch hands one request frame to its service. It never blocks: the
+// request is refused, answered from the dedupe window, or queued on the
+// service's loop. respond may be nil for one-way messages.
+func (h *Host) Dispatch(frame []byte, respond Responder) {
+	env, bad := DecodeEnvelope(frame, h.maxBytes)
+	if bad != nil {
+		switch bad.Code {
+		case CodeTooLarge:
+			h.stats.tooLarge.Add(1)
+		case CodeUnsupportedVersion:
+			h.stats.unsupported.Add(1)
+		default:
+			h.stats.badRequest.Add(1)
+		}
+		answer(respond, env.ID, bad)
+		return
+	}
+	h.mu.Lock()
+	r := h.services[env.Service]
+	h.mu.Unlock()
+	if r == nil {
+		h.stats.unknownService.Add(1)
+		answer(respond, env.ID, &Error{Code: CodeUnknownService, Message: fmt.Sprintf("no service %q on this node", env.Service)})
+		return
+	}
+	hd := r.svc.methods[env.Method]
+	if hd == nil {
+		h.stats.unknownMethod.Add(1)
+		answer(respond, env.ID, &Error{Code: CodeUnknownMethod, Message: fmt.Sprintf("service %q has no method %q (it has %v)", env.Service, env.Method, r.methodNames())})
+		return
+	}
+	if dl := env.DeadlineTime(); !dl.IsZero() && h.now().After(dl) {
+		h.stats.expired.Add(1)
+		return // the caller has given up: do not start the work
+	}
+	if env.OneWay {
+		respond = nil
+	}
+	r.admit(&request{env: env, handler: hd, respond: respond, size: int64(len(env.Payload))})
+}
+
+func answer(respond Responder, id string, e *Error) {
+	if respond != nil {
+		respond(Reply{V: Version, ID: id, Err: e})
+	}
+}
+
+// Stats is a snapshot of the host's counters.
+type Stats struct {
+	UnknownService uint64                  `json:"unknown_service"`
+	UnknownMethod  uint64                  `json:"unknown_method"`
+	BadRequest     uint64                  `json:"bad_request"`
+	TooLarge       uint64                  `json:"too_large"`
+	Unsupported    uint64                  `json:"unsupported_version"`
+	Expired        uint64                  `json:"expired"`
+	Refused        map[string]uint64       `json:"refused_by_resource"`
+	Services       map[string]ServiceStats `json:"services"`
+}
+
+// ServiceStats counts one service's work.
+type ServiceStats struct {
+	Handled    uint64 `json:"handled"`    // handler runs
+	Replayed   uint64 `json:"replayed"`   // duplicates answered from the dedupe window
+	Joined     uint64 `json:"joined"`     // duplicates that waited for a running original
+	Refused    uint64 `json:"refused"`    // refused as overloaded
+	Expired    uint64 `json:"expired"`    // dropped from the queue after the caller's deadline
+	Panics     uint64 `json:"panics"`     // handler panics (answered CodeInternal)
+	Queued     int    `json:"queued"`     // waiting now
+	InFlight   int    `json:"in_flight"`  // admitted, not yet answered
+	DedupeSize int    `json:"dedupe_len"` // answers held for duplicates
+}
+
+// Stats returns the counters.
+func (h *Host) Stats() Stats {
+	st := Stats{
+		UnknownService: h.stats.unknownService.Load(), UnknownMethod: h.stats.unknownMethod.Load(),
+		BadRequest: h.stats.badRequest.Load(), TooLarge: h.stats.tooLarge.Load(),
+		Unsupported: h.stats.unsupported.Load(), Expired: h.stats.expired.Load(),
+		Refused: make(map[string]uint64), Services: make(map[string]ServiceStats),
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for name, r := range h.resources {
+		if r.refused > 0 {
+			st.Refused[name] = r.refused
+		}
+	}
+	for name, r := range h.services {
+		st.Services[name] = r.stats()
+	}
+	return st
+}
+
+// Services lists the registered service names.
+func (h *Host) Services() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.services))
+	for n := range h.services {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// request is one admitted request.
+type request struct {
+	env      Envelope
+	handler  Handler
+	respond  Responder
+	size     int64
+	admitted time.Time
+	held     []*resource
+}
+
+// Call is one request as its handler sees it. Its methods must be called on
+// the service's loop (in the handler or in a continuation), except where noted.
+type Call struct {
+	r       *running
+	req     *request
+	replied bool
+	pending int // continuations not yet run
+	ctx     context.Context
+	cancel  context.CancelFunc
+}
+
+// Method is the method name.
+func (c *Call) Method() string { return c.req.env.Method }
+
+// ID is the request ID (the same for every retry of one request).
+func (c *Call) ID() string { return c.req.env.ID }
+
+// Deadline is the caller's deadline, or zero.
+func (c *Call) Deadline() time.Time { return c.req.env.DeadlineTime() }
+
+// Payload is the raw JSON payload.
+func (c *Call) Payload() json.RawMessage { return c.req.env.Payload }
+
+// Context carries the caller's deadline; pass it to work started with Go
+// (it is what Go passes) and to calls to other nodes, so deadlines propagate.
+func (c *Call) Context() context.Context { return c.ctx }
+
+// Decode unmarshals the payload into v. Fields v does not have are
+// ignored; a type mismatch is a *Error with CodeBadRequest, ready for Fail.
+func (c *Call) Decode(v any) error {
+	p := c.req.env.Payload
+	if len(p) == 0 {
+		p = []byte("null")
+	}
+	if err := json.Unmarshal(p, v); err != nil {
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("%s.%s: bad payload: %v", c.r.svc.name, c.Method(), err)}
+	}
+	return nil
+}
+
+// Reply answers the request with v marshalled as JSON. Later replies are ignored.
+func (c *Call) Reply(v any) {
+	if c.replied {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.Fail(&Error{Code: CodeInternal, Message: "reply is not JSON: " + err.Error()})
+		return
+	}
+	c.finish(Reply{V: Version, ID: c.ID(), Payload: b})
+}
+
+// Fail answers the request with an error: an *Error keeps its code, any
+// other error travels as CodeApp (never retried).
+func (c *Call) Fail(err error) {
+	if c.replied {
+		return
+	}
+	c.finish(Reply{V: Version, ID: c.ID(), Err: toError(err)})
+}
+
+// Go runs work on a goroutine of its own and then, back on the service's
+// loop, then with its result. The loop handles other messages meanwhile.
+// work gets the call's context (the caller's deadline).
+func (c *Call) Go(work func(ctx context.Context) (any, error), then func(v any, err error)) {
+	c.pending++
+	go func() {
+		v, err := safeWork(c.ctx, work)
+		c.r.post(func() {
+			c.pending--
+			c.r.continueCall(c, func() { then(v, err) })
+		})
+	}()
+}
+
+func safeWork(ctx context.Context, work func(context.Context) (any, error)) (v any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &Error{Code: CodeInternal, Message: fmt.Sprintf("async work panicked: %v", p)}
+		}
+	}()
+	return work(ctx)
+}
+
+func (c *Call) finish(rep Reply) {
+	c.replied = true
+	c.cancel()
+	c.r.done(c.req, rep)
+}
