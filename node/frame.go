@@ -23,6 +23,7 @@ const (
 	kindError     = 4 // node-level failure of a request
 	kindSvcOneWay = 5 // one-way service envelope
 	kindSvcCall   = 6 // service envelope expecting a Reply
+	kindProto     = 7 // a registered protocol's message: name length, name, data
 )
 
 var errBadApp = errors.New("node: bad application frame")
@@ -47,7 +48,7 @@ func parseApp(b []byte) (appFrame, error) {
 		return f, fmt.Errorf("%w: empty", errBadApp)
 	}
 	f.kind = b[0]
-	if f.kind < kindOneWay || f.kind > kindSvcCall {
+	if f.kind < kindOneWay || f.kind > kindProto {
 		return f, fmt.Errorf("%w: unknown kind %d", errBadApp, f.kind)
 	}
 	b = b[1:]
@@ -63,7 +64,7 @@ func parseApp(b []byte) (appFrame, error) {
 	}
 	f.deadline = d
 	f.data = b[n:]
-	if (f.kind == kindOneWay || f.kind == kindSvcOneWay) != (f.reqID == 0) {
+	if (f.kind == kindOneWay || f.kind == kindSvcOneWay || f.kind == kindProto) != (f.reqID == 0) {
 		return f, fmt.Errorf("%w: kind %d with request ID %d", errBadApp, f.kind, f.reqID)
 	}
 	return f, nil

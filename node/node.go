@@ -26,7 +26,9 @@ type Node struct {
 	core *ring.Node // touched only by the run goroutine
 	self transport.Peer
 	host *service.Host
-	log  *slog.Logger
+
+	protos protoRegistry
+	log    *slog.Logger
 
 	inbox   chan input
 	calls   chan func()
@@ -310,6 +312,10 @@ func (n *Node) onDelivery(d *ring.Delivery) {
 		n.log.Warn("bad routed payload", "src", d.Src.ID.Short(), "err", err)
 		return
 	}
+	if f.kind == kindProto {
+		n.protoDeliver(&ProtoMessage{Key: d.Key, From: d.Src, Hops: d.Hops}, f.data)
+		return
+	}
 	m := &Message{Key: d.Key, From: d.Src, Hops: d.Hops, Payload: f.data, n: n, reqID: f.reqID}
 	m.service = f.kind == kindSvcCall || f.kind == kindSvcOneWay
 	if f.deadline != 0 {
@@ -366,12 +372,15 @@ func (n *Node) safeDeliver(m *Message) {
 	n.cfg.App.Deliver(m)
 }
 
-func (n *Node) forwardUpcall(key id.ID, payload []byte, next id.ID) bool {
-	if n.cfg.App == nil {
-		return true
-	}
+func (n *Node) forwardUpcall(key id.ID, src transport.Peer, payload []byte, next id.ID) bool {
 	f, err := parseApp(payload)
 	if err != nil {
+		return true
+	}
+	if f.kind == kindProto {
+		return n.protoForward(key, src, f.data, next)
+	}
+	if n.cfg.App == nil {
 		return true
 	}
 	return n.cfg.App.Forward(key, f.data, next)
@@ -584,6 +593,8 @@ func (r receiver) Receive(from transport.Peer, data []byte) {
 			return
 		}
 		switch f.kind {
+		case kindProto:
+			n.protoDeliver(&ProtoMessage{From: from, Direct: true}, f.data)
 		case kindResponse:
 			n.complete(f.reqID, result{data: f.data})
 		case kindError:

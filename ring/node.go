@@ -51,8 +51,9 @@ func (o *Output) Empty() bool {
 }
 
 // ForwardFunc is the Common API's forward upcall: it sees each message this
-// node passes on (not ones it delivers) and may consume it by returning false.
-type ForwardFunc func(key id.ID, payload []byte, next id.ID) bool
+// node passes on (not ones it delivers), with the node that sent it into the
+// ring, and may consume it by returning false.
+type ForwardFunc func(key id.ID, src transport.Peer, payload []byte, next id.ID) bool
 
 type peerState struct {
 	peer     transport.Peer

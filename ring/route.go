@@ -76,7 +76,7 @@ func (n *Node) dispatch(m Route, avoid []id.ID, attempts int) {
 	}
 	next := n.nextHop(m.Key, avoid)
 	if next != n.self.ID {
-		if n.forward != nil && !n.forward(m.Key, m.Payload, next) {
+		if n.forward != nil && !n.forward(m.Key, m.Src, m.Payload, next) {
 			return
 		}
 		n.forwardTo(m, next, avoid, attempts)
