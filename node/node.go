@@ -28,7 +28,10 @@ type Node struct {
 	host *service.Host
 
 	protos protoRegistry
-	log    *slog.Logger
+
+	view    atomic.Pointer[View]
+	viewGen uint64 // run goroutine only
+	log     *slog.Logger
 
 	inbox   chan input
 	calls   chan func()
@@ -284,6 +287,11 @@ func (n *Node) flush() {
 			delete(n.byMsg, f.ID)
 			n.complete(req, result{err: fmt.Errorf("%w: %s", ErrUndeliverable, f.Reason)})
 		}
+	}
+	if g := n.core.LeafGeneration(); g != n.viewGen || n.view.Load() == nil || n.view.Load().Ready != n.core.Ready() {
+		n.viewGen = g
+		st := n.core.Status()
+		n.view.Store(&View{Self: n.self, Left: st.Left, Right: st.Right, Ready: st.Ready, Gen: g})
 	}
 	if n.core.Ready() {
 		n.readyOnce.Do(func() { close(n.readyCh) })
@@ -627,4 +635,24 @@ func randomUint64() uint64 {
 		return uint64(time.Now().UnixNano())
 	}
 	return binary.BigEndian.Uint64(b[:])
+}
+
+// View is a snapshot of this node's leaf set: the nodes it knows nearest to
+// it on each side, nearest first. In a ring smaller than the leaf set both
+// sides list every other node.
+type View struct {
+	Self  transport.Peer
+	Left  []transport.Peer // counter-clockwise
+	Right []transport.Peer // clockwise
+	Ready bool
+	Gen   uint64 // changes whenever the leaf set does
+}
+
+// View returns the latest snapshot of the leaf set (cheap: no round trip to
+// the core). Treat it as read-only.
+func (n *Node) View() *View {
+	if v := n.view.Load(); v != nil {
+		return v
+	}
+	return &View{Self: n.self}
 }

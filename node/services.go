@@ -24,6 +24,10 @@ func (n *Node) Handle(s *service.Service) error { return n.host.Register(s) }
 // with Uses.
 func (n *Node) SetLimit(resource string, l service.Limits) { n.host.SetLimit(resource, l) }
 
+// OverLimit reports the first of the named resources that is at or over its
+// admission limit now (see service.Host.OverLimit).
+func (n *Node) OverLimit(resources ...string) (string, bool) { return n.host.OverLimit(resources...) }
+
 // ServiceStats returns the service host's counters.
 func (n *Node) ServiceStats() service.Stats { return n.host.Stats() }
 
@@ -179,7 +183,7 @@ func (n *Node) call(ctx context.Context, key *id.ID, to *transport.Peer, svc, me
 func retryable(err error) bool {
 	var se *service.Error
 	if errors.As(err, &se) {
-		return se.Code == service.CodeOverloaded
+		return se.Code == service.CodeOverloaded || se.Code == service.CodeUnavailable
 	}
 	var re *RemoteError
 	if errors.As(err, &re) {

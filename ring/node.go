@@ -152,7 +152,12 @@ type Node struct {
 	forward ForwardFunc
 	out     Output
 	stats   Stats
+	leafGen uint64 // bumped on every leaf-set change
 }
+
+// LeafGeneration changes whenever the leaf set does, so a runtime can cache
+// views of it cheaply.
+func (n *Node) LeafGeneration() uint64 { return n.leafGen }
 
 // New returns a core for the node self. It does nothing until Start.
 func New(self transport.Peer, cfg Config, rng *rand.Rand) (*Node, error) {
@@ -396,6 +401,7 @@ func (n *Node) learn(p transport.Peer, evidence time.Time, direct, leafOK bool) 
 	if leafOK && !inLeaf {
 		changed, evicted := n.leaf.insert(p.ID)
 		if changed {
+			n.leafGen++
 			inLeaf = true
 			if n.joining {
 				n.sendHello(p.ID)
@@ -469,7 +475,9 @@ func (n *Node) noteNeighbours(notify bool) {
 // cannot bring it back and so that a partition can heal through it later.
 func (n *Node) bury(x id.ID, graceful bool) {
 	ps := n.peers[x]
-	n.leaf.remove(x)
+	if n.leaf.remove(x) {
+		n.leafGen++
+	}
 	n.rt.remove(x)
 	delete(n.peers, x)
 	n.dead[x] = tomb{at: n.now, graceful: graceful}

@@ -15,6 +15,7 @@ const (
 	CodeBadRequest         = "bad_request"         // malformed envelope or payload
 	CodeTooLarge           = "too_large"           // over the size limit
 	CodeOverloaded         = "overloaded"          // a resource the request needs is over its limit
+	CodeUnavailable        = "unavailable"         // cannot be served right now (no quorum, ownership moving); retried
 	CodeDeadlineExceeded   = "deadline_exceeded"   // the caller's deadline passed before the work started
 	CodeApp                = "app"                 // the handler failed; never retried
 	CodeInternal           = "internal"            // the handler panicked or the node is shutting down
@@ -57,6 +58,7 @@ var (
 	ErrBadRequest         = &Error{Code: CodeBadRequest}
 	ErrTooLarge           = &Error{Code: CodeTooLarge}
 	ErrOverloaded         = &Error{Code: CodeOverloaded}
+	ErrUnavailable        = &Error{Code: CodeUnavailable}
 	ErrDeadlineExceeded   = &Error{Code: CodeDeadlineExceeded}
 	ErrApp                = &Error{Code: CodeApp}
 	ErrInternal           = &Error{Code: CodeInternal}
@@ -70,6 +72,16 @@ func Overloaded(resource string, retryAfter time.Duration) *Error {
 	}
 	return &Error{Code: CodeOverloaded, Resource: resource, RetryAfterMs: ms,
 		Message: fmt.Sprintf("resource %q is at its limit; retry after %v", resource, retryAfter.Round(time.Millisecond))}
+}
+
+// Unavailable builds a retryable refusal: the request cannot be served now
+// (no quorum reachable, the key's owner is changing) but may be soon.
+func Unavailable(retryAfter time.Duration, format string, a ...any) *Error {
+	ms := retryAfter.Milliseconds()
+	if ms < 1 {
+		ms = 1
+	}
+	return &Error{Code: CodeUnavailable, RetryAfterMs: ms, Message: fmt.Sprintf(format, a...)}
 }
 
 // AppError is returned by handlers for failures of the application's own
@@ -94,7 +106,7 @@ func toError(err error) *Error {
 func Retryable(err error) bool {
 	var e *Error
 	if errors.As(err, &e) {
-		return e.Code == CodeOverloaded
+		return e.Code == CodeOverloaded || e.Code == CodeUnavailable
 	}
 	return true // transport-level: timeouts, undeliverable, owner changes
 }

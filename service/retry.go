@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"fmt"
 	"math/rand"
 	"time"
@@ -67,7 +68,8 @@ func (p RetryPolicy) Wait(n int, err error, rng *rand.Rand) time.Duration {
 		f := 1 + p.Jitter*(2*rng.Float64()-1)
 		d = time.Duration(float64(d) * f)
 	}
-	if e, ok := err.(*Error); ok && e.Code == CodeOverloaded && e.RetryAfter() > d {
+	var e *Error // errors.As, as Retryable: a wrapped overload keeps its hint
+	if errors.As(err, &e) && (e.Code == CodeOverloaded || e.Code == CodeUnavailable) && e.RetryAfter() > d {
 		d = e.RetryAfter()
 	}
 	return d

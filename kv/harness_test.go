@@ -1,0 +1,177 @@
+package kv
+
+import (
+	"context"
+	"math/rand"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoal-p2p/shoal/id"
+	"github.com/shoal-p2p/shoal/node"
+	"github.com/shoal-p2p/shoal/ring"
+	"github.com/shoal-p2p/shoal/transport"
+	"github.com/shoal-p2p/shoal/transport/memnet"
+)
+
+// member is one node of a test ring: the node, its store (kept across a
+// simulated crash, like a disk) and the KV on top.
+type member struct {
+	id    id.ID
+	n     *node.Node
+	kv    *KV
+	store *MemStore
+	down  bool
+}
+
+type cluster struct {
+	mu      sync.Mutex
+	t       *testing.T
+	seed    int64
+	net     *memnet.Network
+	rng     *rand.Rand
+	members map[id.ID]*member
+	boot    transport.Peer
+}
+
+func kvConfig(store Store, genesis bool) Config {
+	c := DefaultConfig()
+	c.Store = store
+	c.Genesis = genesis
+	c.SyncInterval = 2 * time.Second
+	c.RoundTimeout = 500 * time.Millisecond
+	c.Retry.PerAttempt = 400 * time.Millisecond
+	c.Retry.Overall = 4 * time.Second
+	return c
+}
+
+func newCluster(t *testing.T, seed int64, n int) *cluster {
+	t.Helper()
+	c := &cluster{t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), members: map[id.ID]*member{}}
+	c.net = memnet.New(memnet.Config{Seed: seed, Realtime: true, MinLatency: time.Millisecond, MaxLatency: 3 * time.Millisecond})
+	for i := 0; i < n; i++ {
+		c.add()
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // virtual: leaf sets settle, ranges synchronise
+	return c
+}
+
+func (c *cluster) start(x id.ID, store *MemStore, genesis bool, boot []transport.Peer) *member {
+	c.t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.Ring = ring.LocalConfig()
+	cfg.Transport = c.net.Transport(x)
+	cfg.Bootstrap = boot
+	n, err := node.Start(context.Background(), cfg)
+	if err != nil {
+		c.t.Fatalf("seed %d: start node: %v", c.seed, err)
+	}
+	k, err := New(n, kvConfig(store, genesis))
+	if err != nil {
+		c.t.Fatalf("seed %d: start kv: %v", c.seed, err)
+	}
+	return &member{id: x, n: n, kv: k, store: store}
+}
+
+func (c *cluster) add() *member {
+	var x id.ID
+	c.rng.Read(x[:])
+	var boot []transport.Peer
+	genesis := len(c.members) == 0
+	if !genesis {
+		boot = []transport.Peer{c.boot}
+	}
+	m := c.start(x, NewMemStore(), genesis, boot)
+	if genesis {
+		c.boot = m.n.Self()
+	}
+	c.members[x] = m
+	return m
+}
+
+func (c *cluster) live() []*member {
+	var out []*member
+	for _, m := range c.members {
+		if !m.down {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id.Less(out[j].id) })
+	return out
+}
+
+func (c *cluster) any() *member {
+	l := c.live()
+	return l[c.rng.Intn(len(l))]
+}
+
+// crash stops a node without warning; its store survives.
+func (c *cluster) crash(m *member) {
+	c.net.Crash(m.id)
+	c.mu.Lock()
+	m.down = true
+	c.mu.Unlock()
+	m.kv.Close()
+	m.n.Close()
+}
+
+// restart brings a crashed node back with its store.
+func (c *cluster) restart(m *member) {
+	var boot []transport.Peer
+	c.mu.Lock()
+	live := c.live()
+	c.mu.Unlock()
+	for _, o := range live {
+		boot = append(boot, o.n.Self())
+		break
+	}
+	c.net.Restart(m.id, nil)
+	nm := c.start(m.id, m.store, false, boot)
+	c.mu.Lock()
+	*m = *nm
+	c.mu.Unlock()
+}
+
+func (c *cluster) close() {
+	for _, m := range c.members {
+		if !m.down {
+			m.kv.Close()
+			m.n.Close()
+		}
+	}
+}
+
+// owner of a key by the global view.
+func (c *cluster) owner(key string) *member {
+	live := c.live()
+	ids := make([]id.ID, len(live))
+	for i, m := range live {
+		ids[i] = m.id
+	}
+	return live[id.Closest(KeyID(key), ids)]
+}
+
+func ctxT(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
+
+func (c *cluster) ownerLocked(key string) *member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.owner(key)
+}
+
+func (c *cluster) addLocked() *member {
+	var x id.ID
+	c.mu.Lock()
+	c.rng.Read(x[:])
+	boot := []transport.Peer{c.boot}
+	c.mu.Unlock()
+	m := c.start(x, NewMemStore(), false, boot)
+	c.mu.Lock()
+	c.members[x] = m
+	c.mu.Unlock()
+	return m
+}

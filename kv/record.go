@@ -1,0 +1,97 @@
+package kv
+
+import (
+	"github.com/shoal-p2p/shoal/id"
+	"github.com/shoal-p2p/shoal/transport"
+)
+
+// Ballot orders proposers of one key: a higher round wins; the proposer's
+// node ID breaks ties, so two proposers never share a ballot.
+type Ballot struct {
+	Round uint64 `json:"r"`
+	Node  id.ID  `json:"n"`
+}
+
+// Less orders ballots.
+func (b Ballot) Less(o Ballot) bool {
+	if b.Round != o.Round {
+		return b.Round < o.Round
+	}
+	return b.Node.Less(o.Node)
+}
+
+// IsZero reports the zero ballot (nothing promised or accepted).
+func (b Ballot) IsZero() bool { return b.Round == 0 && b.Node == (id.ID{}) }
+
+// State is a key's register state: the version grows by one with every
+// write (delete included) and never goes back; Deleted marks a tombstone.
+type State struct {
+	Version uint64   `json:"ver"`
+	Value   []byte   `json:"val,omitempty"`
+	Deleted bool     `json:"del,omitempty"`
+	Recent  []ReqVer `json:"recent,omitempty"` // the last writes' request IDs, for idempotent retries
+	// Cfg is the replica set this state was accepted under: its
+	// configuration. A new leader must reach a majority of it, and a write
+	// that changes it must be accepted by majorities of both the old and
+	// the new one.
+	Cfg []transport.Peer `json:"cfg,omitempty"`
+}
+
+// Exists reports whether the key has a live value.
+func (s State) Exists() bool { return s.Version > 0 && !s.Deleted }
+
+// ReqVer remembers which version a write request produced.
+type ReqVer struct {
+	Req string `json:"q"`
+	Ver uint64 `json:"v"`
+}
+
+// maxRecent bounds State.Recent.
+const maxRecent = 16
+
+// lookup returns the version a request produced, if it is remembered.
+func (s State) lookup(req string) (uint64, bool) {
+	if req == "" {
+		return 0, false
+	}
+	for _, r := range s.Recent {
+		if r.Req == req {
+			return r.Ver, true
+		}
+	}
+	return 0, false
+}
+
+// next is the state after a write by request req.
+func (s State) next(req string, value []byte, deleted bool) State {
+	n := State{Version: s.Version + 1, Value: value, Deleted: deleted}
+	if deleted {
+		n.Value = nil
+	}
+	n.Recent = append(n.Recent, s.Recent...)
+	if req != "" {
+		n.Recent = append(n.Recent, ReqVer{Req: req, Ver: n.Version})
+	}
+	if len(n.Recent) > maxRecent {
+		n.Recent = n.Recent[len(n.Recent)-maxRecent:]
+	}
+	return n
+}
+
+// Record is one replica's Paxos acceptor state for one key.
+type Record struct {
+	Key       string `json:"key"`
+	Promised  Ballot `json:"promised"`            // highest ballot promised
+	Accepted  Ballot `json:"accepted"`            // ballot of the accepted state
+	State     State  `json:"state"`               // the accepted state
+	Committed bool   `json:"committed,omitempty"` // known to be on a majority
+}
+
+// newer reports whether accepted state (b, v) is ahead of (ob, ov): states
+// are ordered by ballot, then version.
+func newer(b Ballot, v uint64, ob Ballot, ov uint64) bool {
+	if b != ob {
+		return ob.Less(b)
+	}
+	return v > ov
+}

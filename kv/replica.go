@@ -1,0 +1,927 @@
+package kv
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math/rand"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shoal-p2p/shoal/id"
+	"github.com/shoal-p2p/shoal/node"
+	"github.com/shoal-p2p/shoal/service"
+	"github.com/shoal-p2p/shoal/transport"
+)
+
+// replica is the store's state on one node. Everything here runs on the kv
+// service's loop, one message at a time; disk writes and network rounds run
+// through Call.Go and continue on the loop.
+type replica struct {
+	k    *KV
+	self id.ID
+
+	recs    map[string]*Record
+	leaders map[string]*leader
+
+	lay      *layout
+	layGen   uint64
+	init     arcSet // ranges synchronised since this process started
+	restored arcSet // ranges synchronised before the last restart (a sync source, not an acceptor)
+	// departed are ranges this node stopped replicating (the ring changed):
+	// for DepartGrace they remain a sync source, so the nodes that took them
+	// over can copy them; they never make this node an acceptor again.
+	departed   arcSet
+	departedAt time.Time
+	syncing    bool // a sync round is running
+	lastFull   time.Time
+	maxSeen    int // largest ring seen, capped at r (persisted)
+}
+
+// leader is this node's state as owner of one key.
+type leader struct {
+	key    string
+	ballot Ballot // zero: no promises held
+	maxObs uint64 // highest round seen from anyone
+	state  State  // latest state a majority holds
+	busy   bool
+	queue  []*pendingOp
+}
+
+type pendingOp struct {
+	c   *service.Call
+	req opReq
+}
+
+func newReplica(k *KV) (*replica, error) {
+	r := &replica{k: k, self: k.n.ID(), recs: make(map[string]*Record), leaders: make(map[string]*leader)}
+	recs, meta, err := k.cfg.Store.Load()
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		rec := recs[i]
+		r.recs[rec.Key] = &rec
+	}
+	r.restored.s = append([]span(nil), meta.Init...)
+	r.restored.normalize()
+	r.maxSeen = meta.MaxSeen
+	if r.maxSeen < 1 {
+		r.maxSeen = 1
+	}
+	if k.cfg.Genesis && len(recs) == 0 && r.restored.empty() {
+		// The first node of a new ring holds every range, all empty.
+		r.init.add(arc{From: r.self, To: r.self})
+		if err := k.cfg.Store.PutMeta(r.meta()); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (r *replica) service() *service.Service {
+	// No dedupe window: client writes are made idempotent by the request IDs
+	// kept in each key's state (durable and replicated), and the replica
+	// methods are idempotent themselves. No admission resource: a leader
+	// waits on acceptor calls to itself, which must not be refused.
+	return service.New(ServiceName).
+		QueueLen(1<<14).
+		Method("op", r.handleOp).
+		Method("placement", r.handlePlacement).
+		Method("prepare", r.handlePrepare).
+		Method("accept", r.handleAccept).
+		Method("confirm", r.handleConfirm).
+		Method("commit", r.handleCommit).
+		Method("sync", r.handleSync).
+		Method("tick", r.handleTick)
+}
+
+// layout refreshes the view of the ring when the leaf set changed, and
+// drops initialisation of ranges this node no longer replicates.
+func (r *replica) layout() *layout {
+	v := r.k.n.View()
+	if r.lay == nil || v.Gen != r.layGen {
+		r.lay = newLayout(v, r.k.cfg.Replicas)
+		r.layGen = v.Gen
+		if n := min(r.lay.n(), r.k.cfg.Replicas); n > r.maxSeen && v.Ready {
+			// Persist before any quorum relies on it (at most r-1 times ever).
+			r.maxSeen = n
+			if err := r.k.cfg.Store.PutMeta(r.meta()); err != nil {
+				r.k.log.Error("persisting the ring size failed", "err", err)
+			}
+		}
+		arcs := r.lay.replicaArcs()
+		before := len(r.init.s)
+		keep := arcSet{s: r.init.list()}
+		keep.intersect(arcs)
+		if !sameSpans(keep.s, r.init.s) || before != len(keep.s) {
+			r.departed.addSpans(r.init.list())
+			r.departedAt = time.Now()
+		}
+		r.init = keep
+	}
+	return r.lay
+}
+
+// eligible: this node may act as an acceptor for key only while its own
+// view puts it in the key's replica set and it has synchronised the range.
+func (r *replica) eligible(key string) bool {
+	kid := KeyID(key)
+	l := r.layout()
+	return l.isReplica(kid) && r.init.contains(kid)
+}
+
+func (r *replica) record(key string) *Record {
+	rec := r.recs[key]
+	if rec == nil {
+		rec = &Record{Key: key}
+		r.recs[key] = rec
+	}
+	return rec
+}
+
+// persist writes a copy of the record durably, then runs then on the loop.
+func (r *replica) persist(c *service.Call, rec Record, then func(err error)) {
+	rec.State.Value = append([]byte(nil), rec.State.Value...)
+	rec.State.Recent = append([]ReqVer(nil), rec.State.Recent...)
+	c.Go(func(context.Context) (any, error) { return nil, r.k.cfg.Store.Put(rec) }, func(_ any, err error) {
+		if err != nil {
+			r.k.log.Error("persisting a record failed", "key", rec.Key, "err", err)
+		}
+		then(err)
+	})
+}
+
+// ---- acceptor -------------------------------------------------------------
+
+type ballotReq struct {
+	Key    string `json:"key"`
+	Ballot Ballot `json:"ballot"`
+	State  State  `json:"state,omitempty"`
+}
+
+type ballotResp struct {
+	Eligible  bool   `json:"eligible"`
+	OK        bool   `json:"ok"`
+	Promised  Ballot `json:"promised"`
+	Accepted  Ballot `json:"accepted"`
+	State     State  `json:"state"`
+	Committed bool   `json:"committed,omitempty"`
+}
+
+func (r *replica) handlePrepare(c *service.Call) {
+	var q ballotReq
+	if err := c.Decode(&q); err != nil {
+		c.Fail(err)
+		return
+	}
+	elig := r.eligible(q.Key)
+	rec := r.record(q.Key)
+	if q.Ballot.Less(rec.Promised) {
+		c.Reply(ballotResp{Eligible: elig, Promised: rec.Promised})
+		return
+	}
+	rec.Promised = q.Ballot
+	snap := *rec
+	r.persist(c, snap, func(err error) {
+		if err != nil {
+			c.Fail(service.Unavailable(100*time.Millisecond, "replica could not write to disk"))
+			return
+		}
+		c.Reply(ballotResp{Eligible: elig, OK: true, Promised: snap.Promised, Accepted: snap.Accepted, State: snap.State, Committed: snap.Committed})
+	})
+}
+
+func (r *replica) handleAccept(c *service.Call) {
+	var q ballotReq
+	if err := c.Decode(&q); err != nil {
+		c.Fail(err)
+		return
+	}
+	rec := r.record(q.Key)
+	if q.Ballot.Less(rec.Promised) {
+		c.Reply(ballotResp{Eligible: true, Promised: rec.Promised})
+		return
+	}
+	if !newer(q.Ballot, q.State.Version, rec.Accepted, rec.State.Version) && !(q.Ballot == rec.Accepted && q.State.Version == rec.State.Version) {
+		// A duplicate of an older accept from this leader: we already hold
+		// something at least as new.
+		c.Reply(ballotResp{Eligible: true, OK: true, Promised: rec.Promised})
+		return
+	}
+	rec.Promised = q.Ballot
+	rec.Accepted = q.Ballot
+	rec.State = q.State
+	rec.Committed = false
+	snap := *rec
+	r.persist(c, snap, func(err error) {
+		if err != nil {
+			c.Fail(service.Unavailable(100*time.Millisecond, "replica could not write to disk"))
+			return
+		}
+		c.Reply(ballotResp{Eligible: true, OK: true, Promised: snap.Promised})
+	})
+}
+
+func (r *replica) handleConfirm(c *service.Call) {
+	var q ballotReq
+	if err := c.Decode(&q); err != nil {
+		c.Fail(err)
+		return
+	}
+	rec := r.record(q.Key)
+	c.Reply(ballotResp{Eligible: r.eligible(q.Key), OK: !q.Ballot.Less(rec.Promised), Promised: rec.Promised})
+}
+
+func (r *replica) handleCommit(c *service.Call) {
+	var q ballotReq
+	if err := c.Decode(&q); err != nil {
+		c.Fail(err)
+		return
+	}
+	if rec := r.recs[q.Key]; rec != nil && rec.Accepted == q.Ballot && rec.State.Version == q.State.Version && !rec.Committed {
+		rec.Committed = true // written lazily: losing it only costs a re-accept
+	}
+	c.Reply(struct{}{})
+}
+
+// ---- sync and anti-entropy ------------------------------------------------
+
+type syncReq struct {
+	Arc arc `json:"arc"`
+}
+
+type syncResp struct {
+	Covered []span   `json:"covered"` // the parts of the arc synchronised here (now, or before a restart)
+	Records []Record `json:"records"`
+}
+
+func (r *replica) handleSync(c *service.Call) {
+	var q syncReq
+	if err := c.Decode(&q); err != nil {
+		c.Fail(err)
+		return
+	}
+	r.layout()
+	if !r.departedAt.IsZero() && time.Since(r.departedAt) > 3*r.k.cfg.SyncInterval {
+		r.departed = arcSet{}
+		r.departedAt = time.Time{}
+	}
+	both := arcSet{s: append(append(r.init.list(), r.restored.list()...), r.departed.list()...)}
+	both.normalize()
+	resp := syncResp{Covered: both.clip(q.Arc)}
+	for _, rec := range r.recs {
+		if rec.Accepted.IsZero() {
+			continue
+		}
+		if q.Arc.contains(KeyID(rec.Key)) {
+			resp.Records = append(resp.Records, *rec)
+		}
+	}
+	c.Reply(resp)
+}
+
+// merge adopts a peer's accepted state when it is newer than ours. Adopting
+// a state some acceptor really accepted is safe in Paxos: a state newer
+// than a committed one carries it forward, an older one is dominated.
+func (r *replica) merge(in Record) (Record, bool) {
+	rec := r.record(in.Key)
+	if !newer(in.Accepted, in.State.Version, rec.Accepted, rec.State.Version) {
+		if in.Accepted == rec.Accepted && in.State.Version == rec.State.Version && in.Committed && !rec.Committed {
+			rec.Committed = true
+		}
+		return *rec, false
+	}
+	if rec.Promised.Less(in.Accepted) {
+		rec.Promised = in.Accepted
+	}
+	rec.Accepted = in.Accepted
+	rec.State = in.State
+	rec.Committed = in.Committed
+	return *rec, true
+}
+
+// handleTick runs periodic work: synchronise ranges not yet initialised
+// (often) and all ranges (every SyncInterval).
+func (r *replica) handleTick(c *service.Call) {
+	defer c.Reply(struct{}{})
+	if r.syncing || !r.k.n.View().Ready {
+		return
+	}
+	l := r.layout()
+	full := time.Since(r.lastFull) >= r.k.cfg.SyncInterval
+	var todo []piece
+	for _, p := range l.pieces() {
+		if full || !r.init.covers(p.arc) {
+			todo = append(todo, p)
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	if full {
+		r.lastFull = time.Now()
+	}
+	r.syncing = true
+	r.syncPieces(c, l, todo)
+}
+
+type syncResult struct {
+	p       piece
+	need    int
+	covered [][]span // one list per answering source
+	recs    []Record
+}
+
+func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
+	old := l.withoutSelf()
+	type job struct {
+		p       piece
+		sources []transport.Peer
+		need    int
+	}
+	var jobs []job
+	for _, p := range todo {
+		selfCounts := r.restored.covers(p.arc) || r.init.covers(p.arc)
+		// Sources: the piece's replicas and, for a node that was not one of
+		// them before, the replicas the range had without it.
+		srcs := map[id.ID]transport.Peer{}
+		for _, q := range p.replicas {
+			if q.ID != r.self {
+				srcs[q.ID] = q
+			}
+		}
+		if !selfCounts {
+			for _, x := range []id.ID{p.arc.To, p.arc.From.Add(id.ID{19: 1})} {
+				if rs, ok := old.replicaSet(x); ok {
+					for _, q := range rs {
+						if q.ID != r.self {
+							srcs[q.ID] = q
+						}
+					}
+				}
+			}
+		}
+		// Enough sources to meet a majority of the range's replica set as it
+		// stood: with this node if it held the range before (a restart),
+		// without it if it is new to the range.
+		floor := majority(min(r.maxSeen, r.k.cfg.Replicas))
+		need := max(majority(len(p.replicas)), floor) - 1
+		if !selfCounts {
+			need = 1
+			for _, x := range []id.ID{p.arc.To, p.arc.From.Add(id.ID{19: 1})} {
+				if rs, ok := old.replicaSet(x); ok && majority(len(rs)) > need {
+					need = majority(len(rs))
+				}
+			}
+			if old.n() == 0 {
+				need = 1 << 30 // alone and new: nothing to learn from; only a genesis node starts initialised
+			}
+			// No floor here: write quorums were at least majorities of these
+			// old replica sets, so this many sources meet every one of them.
+		}
+		var list []transport.Peer
+		for _, q := range srcs {
+			list = append(list, q)
+		}
+		jobs = append(jobs, job{p: p, sources: list, need: need})
+	}
+	c.Go(func(ctx context.Context) (any, error) {
+		var out []syncResult
+		for _, j := range jobs {
+			res := syncResult{p: j.p, need: j.need}
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for _, src := range j.sources {
+				wg.Add(1)
+				go func(src transport.Peer) {
+					defer wg.Done()
+					cctx, cancel := context.WithTimeout(context.Background(), r.k.cfg.RoundTimeout)
+					defer cancel()
+					var resp syncResp
+					if err := r.k.n.CallNode(cctx, src, ServiceName, "sync", syncReq{Arc: j.p.arc}, &resp, node.WithRetry(service.NoRetry())); err != nil {
+						return
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					res.covered = append(res.covered, clipSpans(resp.Covered, j.p.arc))
+					res.recs = append(res.recs, resp.Records...)
+				}(src)
+			}
+			wg.Wait()
+			out = append(out, res)
+		}
+		return out, nil
+	}, func(v any, _ error) {
+		r.syncing = false
+		results, _ := v.([]syncResult)
+		var changed []Record
+		initChanged := false
+		for _, res := range results {
+			for _, in := range res.recs {
+				if rec, ok := r.merge(in); ok {
+					changed = append(changed, rec)
+				}
+			}
+			if r.init.covers(res.p.arc) {
+				continue
+			}
+			// Initialised: the parts of the range that enough sources hold.
+			got := coveredBy(res.covered, res.need)
+			clipped := clipSpans(got, res.p.arc)
+			if len(clipped) > 0 {
+				before := len(r.init.s)
+				r.init.addSpans(clipped)
+				initChanged = initChanged || len(r.init.s) != before || true
+				r.k.log.Debug("range synchronised", "from", res.p.arc.From.Short(), "to", res.p.arc.To.Short(), "sources", len(res.covered), "need", res.need, "complete", r.init.covers(res.p.arc))
+			}
+		}
+		// Durable before the range counts as initialised for others.
+		meta := r.meta()
+		c.Go(func(context.Context) (any, error) {
+			if len(changed) > 0 {
+				if err := r.k.cfg.Store.Put(changed...); err != nil {
+					return nil, err
+				}
+			}
+			if initChanged {
+				return nil, r.k.cfg.Store.PutMeta(meta)
+			}
+			return nil, nil
+		}, func(_ any, err error) {
+			if err != nil {
+				r.k.log.Error("persisting synchronised records failed", "err", err)
+			}
+		})
+	})
+}
+
+// meta is what to persist: the ranges synchronised (now or before the last
+// restart: both are valid sources after the next one) and the ring size.
+func (r *replica) meta() Meta {
+	both := arcSet{s: append(r.init.list(), r.restored.list()...)}
+	both.normalize()
+	return Meta{Init: both.list(), MaxSeen: r.maxSeen}
+}
+
+// quorum is how many eligible replicas must agree: a majority of the
+// replica set, and never less than a majority of the largest ring this node
+// has been part of (capped at r), however few nodes it can see now.
+func (r *replica) quorum(rs []transport.Peer) int {
+	return max(majority(len(rs)), majority(min(r.maxSeen, r.k.cfg.Replicas)))
+}
+
+// ---- owner (leader) --------------------------------------------------------
+
+func (r *replica) handlePlacement(c *service.Call) {
+	var q opReq
+	if err := c.Decode(&q); err != nil {
+		c.Fail(err)
+		return
+	}
+	l := r.layout()
+	kid := KeyID(q.Key)
+	p := Placement{Key: q.Key, ID: kid}
+	if rs, ok := l.replicaSet(kid); ok {
+		p.Owner = rs[0]
+		p.Replicas = rs
+	}
+	c.Reply(p)
+}
+
+func (r *replica) handleOp(c *service.Call) {
+	var q opReq
+	if err := c.Decode(&q); err != nil {
+		c.Fail(err)
+		return
+	}
+	switch q.Op {
+	case "get", "put", "del":
+	default:
+		c.Fail(&service.Error{Code: service.CodeBadRequest, Message: fmt.Sprintf("unknown op %q", q.Op)})
+		return
+	}
+	if q.Key == "" || len(q.Key) > r.k.cfg.MaxKey {
+		c.Fail(&service.Error{Code: service.CodeBadRequest, Message: fmt.Sprintf("key must be 1 to %d bytes", r.k.cfg.MaxKey)})
+		return
+	}
+	if len(q.Value) > r.k.cfg.MaxValue {
+		c.Fail(&service.Error{Code: service.CodeTooLarge, Message: fmt.Sprintf("value of %d bytes exceeds the limit of %d", len(q.Value), r.k.cfg.MaxValue)})
+		return
+	}
+	kid := KeyID(q.Key)
+	l := r.layout()
+	rs, ok := l.replicaSet(kid)
+	if !ok || rs[0].ID != r.self {
+		c.Fail(service.Unavailable(50*time.Millisecond, "this node is not the owner of %q by its view; the ring is changing", q.Key))
+		return
+	}
+	if q.Op == "get" && q.Stale {
+		rec := r.recs[q.Key]
+		if rec == nil {
+			c.Reply(opResp{})
+			return
+		}
+		c.Reply(opResp{Exists: rec.State.Exists(), Version: rec.State.Version, Value: rec.State.Value})
+		return
+	}
+	ld := r.leaders[q.Key]
+	if ld == nil {
+		ld = &leader{key: q.Key}
+		r.leaders[q.Key] = ld
+	}
+	ld.queue = append(ld.queue, &pendingOp{c: c, req: q})
+	r.advance(c, ld)
+}
+
+// advance starts the next step for a key whose leader is idle.
+func (r *replica) advance(c *service.Call, ld *leader) {
+	if ld.busy || len(ld.queue) == 0 {
+		return
+	}
+	kid := KeyID(ld.key)
+	rs, ok := r.layout().replicaSet(kid)
+	if !ok || rs[0].ID != r.self {
+		for _, op := range ld.queue {
+			op.c.Fail(service.Unavailable(50*time.Millisecond, "ownership of %q moved", ld.key))
+		}
+		ld.queue = nil
+		ld.ballot = Ballot{}
+		return
+	}
+	if ld.ballot.IsZero() {
+		r.prepare(c, ld, rs)
+		return
+	}
+	op := ld.queue[0]
+	q := op.req
+	if q.Op == "get" {
+		r.confirm(c, ld, rs, func() {
+			op.c.Reply(opResp{Exists: ld.state.Exists(), Version: ld.state.Version, Value: ld.state.Value})
+		})
+		return
+	}
+	if v, seen := ld.state.lookup(q.Req); seen {
+		// A retry of a write that already took effect: its first answer.
+		ld.queue = ld.queue[1:]
+		op.c.Reply(opResp{Exists: true, Version: v})
+		r.advance(c, ld)
+		return
+	}
+	mismatch := (q.IfAbsent && ld.state.Exists()) || (q.IfVersion != nil && (!ld.state.Exists() || ld.state.Version != *q.IfVersion))
+	if mismatch {
+		r.confirm(c, ld, rs, func() { op.c.Reply(opResp{Mismatch: true, Exists: ld.state.Exists(), Version: ld.state.Version}) })
+		return
+	}
+	next := ld.state.next(q.Req, q.Value, q.Op == "del")
+	r.accept(c, ld, rs, next, func() { op.c.Reply(opResp{Exists: !next.Deleted, Version: next.Version}) })
+}
+
+// fail ends the op at the head of the queue (or all of them) with err.
+func (r *replica) failHead(ld *leader, err *service.Error, all bool) {
+	n := 1
+	if all {
+		n = len(ld.queue)
+	}
+	for _, op := range ld.queue[:n] {
+		op.c.Fail(err)
+	}
+	ld.queue = ld.queue[n:]
+}
+
+type vote struct {
+	from id.ID
+	resp ballotResp
+	err  error
+}
+
+// round sends req to every target in parallel and returns the votes once
+// enough(votes) holds, every target answered, or the round timed out.
+func (r *replica) round(method string, targets []transport.Peer, req ballotReq, enough func([]vote) bool) []vote {
+	if len(targets) == 0 {
+		return nil
+	}
+	ch := make(chan vote, len(targets))
+	ctx, cancel := context.WithTimeout(context.Background(), r.k.cfg.RoundTimeout)
+	for _, p := range targets {
+		go func(p transport.Peer) {
+			var resp ballotResp
+			err := r.k.n.CallNode(ctx, p, ServiceName, method, req, &resp, node.WithRetry(service.RetryPolicy{Attempts: 3, PerAttempt: r.k.cfg.RoundTimeout / 3, Backoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Jitter: 0.2, Overall: r.k.cfg.RoundTimeout}))
+			ch <- vote{p.ID, resp, err}
+		}(p)
+	}
+	var votes []vote
+	for range targets {
+		votes = append(votes, <-ch)
+		if enough != nil && enough(votes) {
+			break
+		}
+	}
+	// Stragglers finish in the background; their answers are not needed.
+	time.AfterFunc(r.k.cfg.RoundTimeout, cancel)
+	return votes
+}
+
+// okFrom counts yes votes from members of set.
+func okFrom(votes []vote, set []transport.Peer) int {
+	n := 0
+	for _, v := range votes {
+		if v.err != nil || !v.resp.OK {
+			continue
+		}
+		for _, p := range set {
+			if p.ID == v.from {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// eligibleOK counts yes votes from replicas that are synchronised for the
+// key by their own view: only they may vouch that a key is absent.
+func eligibleOK(votes []vote) int {
+	n := 0
+	for _, v := range votes {
+		if v.err == nil && v.resp.OK && v.resp.Eligible {
+			n++
+		}
+	}
+	return n
+}
+
+func highest(votes []vote) Ballot {
+	var h Ballot
+	for _, v := range votes {
+		if v.err == nil && !v.resp.OK && h.Less(v.resp.Promised) {
+			h = v.resp.Promised
+		}
+	}
+	return h
+}
+
+// best is the newest accepted state among the yes votes.
+func best(votes []vote) ballotResp {
+	var b ballotResp
+	for _, v := range votes {
+		if v.err == nil && v.resp.OK && newer(v.resp.Accepted, v.resp.State.Version, b.Accepted, b.State.Version) {
+			b = v.resp
+		}
+	}
+	return b
+}
+
+func union(a, b []transport.Peer) []transport.Peer {
+	out := append([]transport.Peer(nil), a...)
+	for _, p := range b {
+		dup := false
+		for _, q := range out {
+			if q.ID == p.ID {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func minus(a []transport.Peer, done map[id.ID]bool) []transport.Peer {
+	var out []transport.Peer
+	for _, p := range a {
+		if !done[p.ID] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (r *replica) noQuorum(key, what string, votes []vote, needs string) *service.Error {
+	var errs []string
+	answered := 0
+	for _, v := range votes {
+		if v.err != nil {
+			errs = append(errs, v.err.Error())
+		} else {
+			answered++
+		}
+	}
+	detail := ""
+	if len(errs) > 0 {
+		detail = "; errors: " + strings.Join(errs, "; ")
+	}
+	return service.Unavailable(200*time.Millisecond, "%s for %q: %s not reached (%d replicas answered)%s", what, key, needs, answered, detail)
+}
+
+// prepare wins a new ballot for the key. It needs promises from a majority
+// of the configuration of the newest state it finds (chasing configurations
+// it learns of), or, when no replica has the key at all, from a quorum of
+// synchronised replicas of its own view, which then vouch that it is absent.
+func (r *replica) prepare(c *service.Call, ld *leader, rs []transport.Peer) {
+	ld.busy = true
+	round := ld.maxObs + 1
+	if rec := r.recs[ld.key]; rec != nil && rec.Promised.Round >= round {
+		round = rec.Promised.Round + 1
+	}
+	b := Ballot{Round: round, Node: r.self}
+	need := r.quorum(rs)
+	req := ballotReq{Key: ld.key, Ballot: b}
+	type outcome struct {
+		votes []vote
+		best  ballotResp
+		ok    bool
+		why   string
+	}
+	c.Go(func(context.Context) (any, error) {
+		var votes []vote
+		contacted := map[id.ID]bool{}
+		targets := rs
+		for iter := 0; iter < 4 && len(targets) > 0; iter++ {
+			for _, p := range targets {
+				contacted[p.ID] = true
+			}
+			enough := func(vs []vote) bool {
+				all := append(append([]vote(nil), votes...), vs...)
+				bs := best(all)
+				return len(bs.State.Cfg) > 0 && okFrom(all, bs.State.Cfg) >= majority(len(bs.State.Cfg))
+			}
+			votes = append(votes, r.round("prepare", targets, req, enough)...)
+			bs := best(votes)
+			if cfg := bs.State.Cfg; len(cfg) > 0 {
+				if okFrom(votes, cfg) >= majority(len(cfg)) {
+					return outcome{votes: votes, best: bs, ok: true}, nil
+				}
+				targets = minus(cfg, contacted)
+				if len(targets) == 0 {
+					return outcome{votes: votes, why: fmt.Sprintf("promises from a majority of the key's configuration (%d of %d)", okFrom(votes, cfg), len(cfg))}, nil
+				}
+				continue
+			}
+			if eligibleOK(votes) >= need {
+				return outcome{votes: votes, best: bs, ok: true}, nil
+			}
+			return outcome{votes: votes, why: fmt.Sprintf("promises from %d synchronised replicas (got %d)", need, eligibleOK(votes))}, nil
+		}
+		return outcome{votes: votes, why: "a stable configuration"}, nil
+	}, func(v any, _ error) {
+		ld.busy = false
+		o := v.(outcome)
+		if h := highest(o.votes); h.Round > ld.maxObs {
+			ld.maxObs = h.Round
+		}
+		if !o.ok {
+			r.failHead(ld, r.noQuorum(ld.key, "prepare", o.votes, o.why), true)
+			return
+		}
+		ld.ballot = b
+		ld.state = o.best.State
+		// Make a majority of both the old configuration and ours hold the
+		// newest state under our ballot before serving anything.
+		r.accept(c, ld, rs, o.best.State, nil)
+	})
+}
+
+// accept replicates st under the leader's ballot. The state's configuration
+// becomes rs (the leader's replica set); it must be accepted by a majority
+// of rs and by a majority of the previous configuration (joint consensus),
+// so no later quorum of either can miss it. done (nil for a recovery
+// write) runs on success.
+func (r *replica) accept(c *service.Call, ld *leader, rs []transport.Peer, st State, done func()) {
+	ld.busy = true
+	b := ld.ballot
+	old := ld.state.Cfg
+	st.Cfg = sortedPeers(rs)
+	needNew := r.quorum(rs)
+	enough := func(vs []vote) bool {
+		return okFrom(vs, rs) >= needNew && (len(old) == 0 || okFrom(vs, old) >= majority(len(old)))
+	}
+	c.Go(func(context.Context) (any, error) {
+		return r.round("accept", union(rs, old), ballotReq{Key: ld.key, Ballot: b, State: st}, enough), nil
+	}, func(v any, _ error) {
+		ld.busy = false
+		votes := v.([]vote)
+		if !enough(votes) {
+			if h := highest(votes); h.Round > ld.maxObs {
+				ld.maxObs = h.Round
+			}
+			// We may have lost the key to a newer ballot; re-prepare next
+			// time. The write may or may not have taken effect: the client
+			// retries with the same request ID and learns which.
+			ld.ballot = Ballot{}
+			r.failHead(ld, r.noQuorum(ld.key, "write", votes, fmt.Sprintf("acceptance by %d of the new replicas and a majority of the previous %d", needNew, len(old))), done == nil)
+			r.advance(c, ld)
+			return
+		}
+		ld.state = st
+		if done != nil {
+			ld.queue = ld.queue[1:]
+			done()
+		}
+		r.notifyCommit(union(rs, old), ballotReq{Key: ld.key, Ballot: b, State: State{Version: st.Version}})
+		r.advance(c, ld)
+	})
+}
+
+// confirm checks that no majority of the key's configuration has promised
+// a newer ballot (so this leader's state is still the latest), then runs ok.
+func (r *replica) confirm(c *service.Call, ld *leader, rs []transport.Peer, ok func()) {
+	ld.busy = true
+	b := ld.ballot
+	cfg := ld.state.Cfg
+	targets := cfg
+	enough := func(vs []vote) bool { return okFrom(vs, cfg) >= majority(len(cfg)) }
+	if len(cfg) == 0 {
+		targets = rs
+		need := r.quorum(rs)
+		enough = func(vs []vote) bool { return eligibleOK(vs) >= need }
+	}
+	c.Go(func(context.Context) (any, error) {
+		return r.round("confirm", targets, ballotReq{Key: ld.key, Ballot: b}, enough), nil
+	}, func(v any, _ error) {
+		ld.busy = false
+		votes := v.([]vote)
+		if !enough(votes) {
+			if h := highest(votes); h.Round > ld.maxObs {
+				ld.maxObs = h.Round
+			}
+			ld.ballot = Ballot{}
+			r.failHead(ld, r.noQuorum(ld.key, "read", votes, "confirmation by a majority of the key's configuration"), false)
+			r.advance(c, ld)
+			return
+		}
+		ld.queue = ld.queue[1:]
+		ok()
+		r.advance(c, ld)
+	})
+}
+
+func sortedPeers(ps []transport.Peer) []transport.Peer {
+	out := make([]transport.Peer, len(ps))
+	for i, p := range ps {
+		out[i] = transport.Peer{ID: p.ID, Addrs: p.Addrs}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID.Less(out[j].ID) })
+	return out
+}
+
+func (r *replica) notifyCommit(rs []transport.Peer, req ballotReq) {
+	for _, p := range rs {
+		go func(p transport.Peer) {
+			ctx, cancel := context.WithTimeout(context.Background(), r.k.cfg.RoundTimeout)
+			defer cancel()
+			_ = r.k.n.CallNode(ctx, p, ServiceName, "commit", req, nil, node.WithRetry(service.NoRetry()))
+		}(p)
+	}
+}
+
+var (
+	rndMu sync.Mutex
+	rnd   = rand.New(rand.NewSource(seed()))
+)
+
+func seed() int64 {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	return int64(binary.BigEndian.Uint64(b[:]) >> 1)
+}
+
+func randInt63n(n int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	rndMu.Lock()
+	defer rndMu.Unlock()
+	return rnd.Int63n(n)
+}
+
+func newReqID() string {
+	var b [12]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// clipSpans keeps the parts of spans inside arc a.
+func clipSpans(sp []span, a arc) []span {
+	set := arcSet{s: append([]span(nil), sp...)}
+	set.normalize()
+	return set.clip(a)
+}
+
+func sameSpans(a, b []span) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
