@@ -9,9 +9,10 @@ import (
 )
 
 // FuzzDecodeEnvelope feeds the decoder valid and invalid envelopes. It must
-// never panic; a refusal is a well-formed *Error; an accepted envelope
-// survives a re-encode and decode unchanged (the payload as JSON, since the
-// encoder compacts it), and the second encoding is a fixed point.
+// never panic; a refusal is a well-formed *Error; an accepted envelope is
+// one valid JSON value that survives a re-encode and decode unchanged (the
+// payload as JSON, since the encoder compacts it), and the second encoding
+// is a fixed point.
 func FuzzDecodeEnvelope(f *testing.F) {
 	for _, s := range []string{
 		`{"v":1,"svc":"inventory","m":"reserve","id":"r-1","dl":1767225600000,"p":{"sku":"sku-42","n":3}}`,
@@ -53,6 +54,9 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 		if len(b) > max {
 			t.Fatalf("accepted %d bytes over the limit of %d", len(b), max)
+		}
+		if !json.Valid(b) { // found `{…}}` and `{…}]` accepted (dec.More)
+			t.Fatalf("accepted %q, which is not one JSON value", b)
 		}
 		if e.V < 1 || e.V > Version || e.Service == "" || e.Method == "" || (e.ID == "" && !e.OneWay) ||
 			len(e.Service) > MaxNameLen || len(e.Method) > MaxNameLen || len(e.ID) > MaxIDLen || e.Deadline < 0 {

@@ -77,6 +77,21 @@ func (h *Host) SetLimit(name string, l Limits) {
 	h.resources[name] = &resource{name: name, lim: l}
 }
 
+// OverLimit reports the first of resources that is at or over its limit
+// now (no room for one more request), so work that is not a service request
+// (a pubsub anycast, say) can decline while the node is overloaded. Unknown
+// resources are unlimited.
+func (h *Host) OverLimit(resources ...string) (string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, name := range resources {
+		if r, ok := h.resources[name]; ok && !r.admits(0) {
+			return name, true
+		}
+	}
+	return "", false
+}
+
 // Register starts a service's loop. A name can be registered once.
 func (h *Host) Register(s *Service) error {
 	if err := s.validate(); err != nil {
@@ -102,7 +117,9 @@ func (h *Host) Register(s *Service) error {
 }
 
 // Close stops every service loop and waits for them. Requests still queued
-// are answered with CodeInternal.
+// and work still out get no answer (their callers time out and retry,
+// elsewhere if this node is leaving); requests dispatched after Close are
+// answered with CodeInternal.
 func (h *Host) Close() {
 	h.mu.Lock()
 	if h.closed {
@@ -201,13 +218,19 @@ func (h *Host) Stats() Stats {
 		Refused: make(map[string]uint64), Services: make(map[string]ServiceStats),
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	for name, r := range h.resources {
 		if r.refused > 0 {
 			st.Refused[name] = r.refused
 		}
 	}
+	svcs := make(map[string]*running, len(h.services))
 	for name, r := range h.services {
+		svcs[name] = r
+	}
+	h.mu.Unlock()
+	// r.stats takes r.mu, which admit holds while it takes h.mu: never
+	// hold h.mu here.
+	for name, r := range svcs {
 		st.Services[name] = r.stats()
 	}
 	return st

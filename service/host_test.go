@@ -520,9 +520,12 @@ func newDedupeHost(t *testing.T, max int, age time.Duration) *dedupeHost {
 		d.mu.Unlock()
 		var in string
 		_ = c.Decode(&in)
-		if in == "fail" {
+		switch in {
+		case "fail":
 			c.Fail(AppError("no %s", c.ID()))
 			return
+		case "panic":
+			panic("handler bug")
 		}
 		if strings.HasPrefix(c.ID(), "slow") {
 			d.mu.Lock()
@@ -636,6 +639,37 @@ func TestDedupeWindowBounds(t *testing.T) {
 	})
 }
 
+// A request that failed with an internal error is forgotten, so its retry
+// runs; that retry's answer is then held like any other, pushed out only by
+// maxEntries newer answers.
+func TestDedupeRetryAfterInternalError(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := newDedupeHost(t, 2, time.Hour)
+		defer d.h.Close()
+		h := d.h
+		replyString(t, <-send(t, h, req("idem", "do", "b", "ok")))
+		wantErr(t, <-send(t, h, req("idem", "do", "x", "panic")), CodeInternal)
+		if got := replyString(t, <-send(t, h, req("idem", "do", "x", "ok"))); got != "ok run 2" {
+			t.Fatalf("retry after internal: %q", got)
+		}
+		replyString(t, <-send(t, h, req("idem", "do", "a", "ok")))
+		// The window of 2 holds x and a.
+		if got := replyString(t, <-send(t, h, req("idem", "do", "x", "ok"))); got != "ok run 2" {
+			t.Fatalf("x was pushed out of a window of 2 by one newer answer: %q", got)
+		}
+		if got := replyString(t, <-send(t, h, req("idem", "do", "a", "ok"))); got != "ok run 1" {
+			t.Fatalf("a: %q", got)
+		}
+		if st := h.Stats().Services["idem"]; st.DedupeSize != 2 || st.Replayed != 2 {
+			t.Fatalf("stats %+v", st)
+		}
+		// b, the oldest, was the one pushed out.
+		if got := replyString(t, <-send(t, h, req("idem", "do", "b", "ok"))); got != "ok run 2" {
+			t.Fatalf("b: %q", got)
+		}
+	})
+}
+
 func TestDedupeDoesNotCacheRefusals(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := newDedupeHost(t, 100, time.Minute)
@@ -737,8 +771,7 @@ func TestRegisterValidates(t *testing.T) {
 // and nothing lost. Not in a bubble: a lock-order deadlock would hang
 // synctest rather than fail it, so a watchdog reports it.
 func TestConcurrentStatsAndDispatch(t *testing.T) {
-	h := NewHost(HostConfig{})
-	defer h.Close()
+	h := NewHost(HostConfig{}) // closed only on success: Close would hang on a deadlocked host
 	h.SetLimit("disk", Limits{MaxInFlight: 4})
 	mustRegister(t, h, New("a").Uses("disk").Method("m", func(c *Call) {
 		c.Go(func(context.Context) (any, error) { return nil, nil }, func(any, error) { c.Reply(nil) })
@@ -775,7 +808,42 @@ func TestConcurrentStatsAndDispatch(t *testing.T) {
 	defer watchdog.Stop()
 	select {
 	case <-done:
+		h.Close()
 	case <-watchdog.C:
 		t.Fatalf("deadlock: %d requests answered, then nothing for 30s", answered.Load())
 	}
+}
+
+// Close returns while work started with Go is still out and while requests
+// wait in the queue. Those get no answer (their callers time out and retry
+// elsewhere: an internal error would not be retried); a request arriving
+// after Close is answered internal at once.
+func TestCloseWithWorkOutstanding(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := NewHost(HostConfig{})
+		release := make(chan struct{})
+		gate := make(chan struct{})
+		started := make(chan struct{}, 1)
+		mustRegister(t, h, New("w").
+			Method("go", func(c *Call) {
+				c.Go(func(context.Context) (any, error) { <-release; return nil, nil }, func(any, error) { c.Reply("late") })
+			}).
+			Method("block", func(c *Call) { started <- struct{}{}; <-gate; c.Reply(nil) }).
+			Method("m", func(c *Call) { c.Reply(nil) }))
+		out := send(t, h, req("w", "go", "out", nil))
+		synctest.Wait()
+		blocked := send(t, h, req("w", "block", "blocked", nil))
+		<-started
+		queued := send(t, h, req("w", "m", "queued", nil))
+		closed := make(chan struct{})
+		go func() { h.Close(); close(closed) }()
+		synctest.Wait()
+		close(gate) // Close waits for the running handler, not for queued work
+		<-closed
+		wantOK(t, <-blocked, nil)
+		close(release)
+		noReply(t, out)
+		noReply(t, queued)
+		wantErr(t, <-send(t, h, req("w", "m", "after", nil)), CodeInternal)
+	})
 }

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -158,6 +159,10 @@ func (r *running) loop() {
 	defer close(r.finished)
 	for {
 		r.mu.Lock()
+		if r.stopped { // stop drops what is still queued: do not drain it
+			r.mu.Unlock()
+			return
+		}
 		if len(r.queue) == 0 {
 			r.mu.Unlock()
 			select {
@@ -238,6 +243,9 @@ func (r *running) done(q *request, rep Reply) {
 				// Not an answer worth replaying (overload, shutdown, expiry):
 				// a retry should run the handler.
 				delete(r.dedupe, q.env.ID)
+				// and its slot, or it would count against maxEntries and
+				// later evict a retry's answer as if it were this one.
+				r.order = slices.DeleteFunc(r.order, func(id string) bool { return id == q.env.ID })
 			} else {
 				e.done, e.reply, e.at = true, rep, r.h.now()
 			}
