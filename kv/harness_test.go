@@ -2,7 +2,9 @@ package kv
 
 import (
 	"context"
+	"log/slog"
 	"math/rand"
+	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -68,7 +70,9 @@ func (c *cluster) start(x id.ID, store *MemStore, genesis bool, boot []transport
 	if err != nil {
 		c.t.Fatalf("seed %d: start node: %v", c.seed, err)
 	}
-	k, err := New(n, kvConfig(store, genesis))
+	kc := kvConfig(store, genesis)
+	kc.Logger = traceLogger
+	k, err := New(n, kc)
 	if err != nil {
 		c.t.Fatalf("seed %d: start kv: %v", c.seed, err)
 	}
@@ -174,4 +178,16 @@ func (c *cluster) addLocked() *member {
 	c.members[x] = m
 	c.mu.Unlock()
 	return m
+}
+
+// traceLogger receives leader decisions when -kv.trace is set.
+var traceLogger *slog.Logger
+
+func init() {
+	if p := os.Getenv("KV_TRACE"); p != "" {
+		f, err := os.Create(p)
+		if err == nil {
+			traceLogger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+	}
 }

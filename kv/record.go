@@ -35,6 +35,12 @@ type State struct {
 	// that changes it must be accepted by majorities of both the old and
 	// the new one.
 	Cfg []transport.Peer `json:"cfg,omitempty"`
+	// PrevCfg is the configuration of the state this one replaced, under
+	// which it also had to be accepted (joint consensus). A state is only
+	// trusted as the newest once majorities of both have promised: a state
+	// from a failed round (accepted by too few of PrevCfg) can then never
+	// pass for a chosen one.
+	PrevCfg []transport.Peer `json:"prev_cfg,omitempty"`
 }
 
 // Exists reports whether the key has a live value.

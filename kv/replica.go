@@ -743,24 +743,27 @@ func (r *replica) prepare(c *service.Call, ld *leader, rs []transport.Peer) {
 		var votes []vote
 		contacted := map[id.ID]bool{}
 		targets := rs
-		for iter := 0; iter < 4 && len(targets) > 0; iter++ {
+		for iter := 0; iter < 6 && len(targets) > 0; iter++ {
 			for _, p := range targets {
 				contacted[p.ID] = true
 			}
-			enough := func(vs []vote) bool {
-				all := append(append([]vote(nil), votes...), vs...)
+			// The newest state is trusted once majorities of both its
+			// configuration and the one it replaced have promised.
+			validated := func(all []vote) bool {
 				bs := best(all)
-				return len(bs.State.Cfg) > 0 && okFrom(all, bs.State.Cfg) >= majority(len(bs.State.Cfg))
+				cfg, prev := bs.State.Cfg, bs.State.PrevCfg
+				return len(cfg) > 0 && okFrom(all, cfg) >= majority(len(cfg)) && (len(prev) == 0 || okFrom(all, prev) >= majority(len(prev)))
 			}
+			enough := func(vs []vote) bool { return validated(append(append([]vote(nil), votes...), vs...)) }
 			votes = append(votes, r.round("prepare", targets, req, enough)...)
 			bs := best(votes)
 			if cfg := bs.State.Cfg; len(cfg) > 0 {
-				if okFrom(votes, cfg) >= majority(len(cfg)) {
+				if validated(votes) {
 					return outcome{votes: votes, best: bs, ok: true}, nil
 				}
-				targets = minus(cfg, contacted)
+				targets = minus(union(cfg, bs.State.PrevCfg), contacted)
 				if len(targets) == 0 {
-					return outcome{votes: votes, why: fmt.Sprintf("promises from a majority of the key's configuration (%d of %d)", okFrom(votes, cfg), len(cfg))}, nil
+					return outcome{votes: votes, why: fmt.Sprintf("promises from majorities of the key's configuration (%d of %d) and of the one before it (%d of %d)", okFrom(votes, cfg), len(cfg), okFrom(votes, bs.State.PrevCfg), len(bs.State.PrevCfg))}, nil
 				}
 				continue
 			}
@@ -782,6 +785,7 @@ func (r *replica) prepare(c *service.Call, ld *leader, rs []transport.Peer) {
 		}
 		ld.ballot = b
 		ld.state = o.best.State
+		r.trace("prepared", ld.key, "ballot", b, "best_ballot", o.best.Accepted, "best_ver", o.best.State.Version, "cfg", peerIDs(o.best.State.Cfg), "votes", voteSummary(o.votes))
 		// Make a majority of both the old configuration and ours hold the
 		// newest state under our ballot before serving anything.
 		r.accept(c, ld, rs, o.best.State, nil)
@@ -798,6 +802,7 @@ func (r *replica) accept(c *service.Call, ld *leader, rs []transport.Peer, st St
 	b := ld.ballot
 	old := ld.state.Cfg
 	st.Cfg = sortedPeers(rs)
+	st.PrevCfg = old
 	needNew := r.quorum(rs)
 	enough := func(vs []vote) bool {
 		return okFrom(vs, rs) >= needNew && (len(old) == 0 || okFrom(vs, old) >= majority(len(old)))
@@ -820,6 +825,7 @@ func (r *replica) accept(c *service.Call, ld *leader, rs []transport.Peer, st St
 			return
 		}
 		ld.state = st
+		r.trace("committed", ld.key, "ballot", b, "ver", st.Version, "cfg", peerIDs(st.Cfg), "old", peerIDs(old), "votes", voteSummary(votes))
 		if done != nil {
 			ld.queue = ld.queue[1:]
 			done()
@@ -857,9 +863,38 @@ func (r *replica) confirm(c *service.Call, ld *leader, rs []transport.Peer, ok f
 			return
 		}
 		ld.queue = ld.queue[1:]
+		r.trace("confirmed", ld.key, "ballot", b, "ver", ld.state.Version, "cfg", peerIDs(cfg), "votes", voteSummary(votes))
 		ok()
 		r.advance(c, ld)
 	})
+}
+
+// trace logs a leader decision at debug level (tests route it to a file).
+func (r *replica) trace(what, key string, kv ...any) {
+	r.k.log.Debug(what, append([]any{"key", key}, kv...)...)
+}
+
+func peerIDs(ps []transport.Peer) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.ID.Short()
+	}
+	return out
+}
+
+func voteSummary(vs []vote) []string {
+	var out []string
+	for _, v := range vs {
+		switch {
+		case v.err != nil:
+			out = append(out, v.from.Short()+":err")
+		case v.resp.OK:
+			out = append(out, fmt.Sprintf("%s:ok(b%d.%s v%d)", v.from.Short(), v.resp.Accepted.Round, v.resp.Accepted.Node.Short(), v.resp.State.Version))
+		default:
+			out = append(out, fmt.Sprintf("%s:no(p%d.%s)", v.from.Short(), v.resp.Promised.Round, v.resp.Promised.Node.Short()))
+		}
+	}
+	return out
 }
 
 func sortedPeers(ps []transport.Peer) []transport.Peer {
