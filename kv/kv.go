@@ -245,9 +245,9 @@ func (k *KV) do(ctx context.Context, req opReq) (opResp, error) {
 			switch se.Code {
 			case service.CodeUnavailable, service.CodeOverloaded:
 				return resp, fmt.Errorf("%w: %s", ErrUnavailable, se.Message)
-			case service.CodeBadRequest:
+			case service.CodeBadRequest, service.CodeTooLarge:
 				if req.Op != "get" && len(req.Value) > k.cfg.MaxValue {
-					return resp, ErrTooLarge
+					return resp, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(req.Value), k.cfg.MaxValue)
 				}
 			}
 		}

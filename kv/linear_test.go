@@ -6,10 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"github.com/shoal-p2p/shoal/id"
-	"math"
+	"github.com/shoal-p2p/shoal/kv/kvcheck"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -21,139 +20,19 @@ import (
 var linSeeds = flag.Int("kv.seeds", 6, "number of seeds for the linearizability tests")
 var linSeed = flag.Int64("kv.seed", 0, "run only this seed")
 
-// ---- the model: one versioned register per key ----------------------------
-
-type regState struct {
-	Exists  bool
-	Value   string
-	Version uint64
-}
-
-type regIn struct {
-	Key   string
-	Op    string // get, put, cas, create, del, casdel
-	Value string
-	Want  uint64
-}
-
-type regOut struct {
-	Unknown  bool // outcome not known (timeout, unavailable): maybe applied
-	Mismatch bool
-	Exists   bool
-	Value    string
-	Version  uint64
-}
-
-func precondition(s regState, in regIn) bool {
-	switch in.Op {
-	case "cas", "casdel":
-		return s.Exists && s.Version == in.Want
-	case "create":
-		return !s.Exists
-	}
-	return true
-}
-
-func apply(s regState, in regIn) regState {
-	switch in.Op {
-	case "put", "cas", "create":
-		return regState{Exists: true, Value: in.Value, Version: s.Version + 1}
-	case "del", "casdel":
-		return regState{Exists: false, Version: s.Version + 1}
-	}
-	return s
-}
-
-var registerModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		by := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range history {
-			k := op.Input.(regIn).Key
-			if _, ok := by[k]; !ok {
-				keys = append(keys, k)
-			}
-			by[k] = append(by[k], op)
-		}
-		var out [][]porcupine.Operation
-		for _, k := range keys {
-			out = append(out, by[k])
-		}
-		return out
-	},
-	Init: func() any { return regState{} },
-	Step: func(st, input, output any) (bool, any) {
-		s, in, out := st.(regState), input.(regIn), output.(regOut)
-		if in.Op == "get" {
-			ok := out.Exists == s.Exists && out.Version == s.Version && (!s.Exists || out.Value == s.Value)
-			return ok, s
-		}
-		if out.Unknown {
-			if precondition(s, in) {
-				return true, apply(s, in)
-			}
-			return true, s
-		}
-		if out.Mismatch {
-			return !precondition(s, in) && out.Version == s.Version && out.Exists == s.Exists, s
-		}
-		if !precondition(s, in) {
-			return false, s
-		}
-		n := apply(s, in)
-		return out.Version == n.Version, n
-	},
-	Equal: func(a, b any) bool { return a.(regState) == b.(regState) },
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(regIn), output.(regOut)
-		switch {
-		case out.Unknown:
-			return fmt.Sprintf("%s(%s,%q,%d) -> ?", in.Op, in.Key, in.Value, in.Want)
-		case in.Op == "get":
-			return fmt.Sprintf("get(%s) -> exists=%v %q v%d", in.Key, out.Exists, out.Value, out.Version)
-		case out.Mismatch:
-			return fmt.Sprintf("%s(%s,%q,%d) -> mismatch v%d", in.Op, in.Key, in.Value, in.Want, out.Version)
-		}
-		return fmt.Sprintf("%s(%s,%q,%d) -> v%d", in.Op, in.Key, in.Value, in.Want, out.Version)
-	},
-	DescribeState: func(st any) string {
-		s := st.(regState)
-		return fmt.Sprintf("exists=%v %q v%d", s.Exists, s.Value, s.Version)
-	},
-}
-
-// ---- the recorder -----------------------------------------------------------
-
-type recorder struct {
-	mu    sync.Mutex
-	ops   []porcupine.Operation
-	start time.Time
-	acked map[string][]string // key -> acknowledged values
-}
-
-func (r *recorder) add(client int, in regIn, call, ret time.Time, out regOut) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	end := ret.Sub(r.start).Nanoseconds()
-	if out.Unknown {
-		end = math.MaxInt64 // may take effect at any later time
-	}
-	r.ops = append(r.ops, porcupine.Operation{ClientId: client, Input: in, Call: call.Sub(r.start).Nanoseconds(), Output: out, Return: end})
-}
-
 // runOp performs one operation and classifies its outcome.
-func runOp(ctx context.Context, k *KV, in regIn) (regOut, bool) {
-	var out regOut
+func runOp(ctx context.Context, k *KV, in kvcheck.Input) (kvcheck.Output, bool) {
+	var out kvcheck.Output
 	var err error
 	switch in.Op {
 	case "get":
 		var it Item
 		it, err = k.Get(ctx, in.Key)
 		if err == nil {
-			return regOut{Exists: true, Value: string(it.Value), Version: it.Version}, true
+			return kvcheck.Output{Exists: true, Value: string(it.Value), Version: it.Version}, true
 		}
 		if errors.Is(err, ErrNotFound) {
-			return regOut{Version: it.Version}, true
+			return kvcheck.Output{Version: it.Version}, true
 		}
 		return out, false // a failed read has no effect: leave it out
 	case "put":
@@ -172,19 +51,19 @@ func runOp(ctx context.Context, k *KV, in regIn) (regOut, bool) {
 	case err == nil:
 		out.Exists = in.Op != "del" && in.Op != "casdel"
 	case errors.As(err, &vm):
-		out = regOut{Mismatch: true, Version: vm.Have, Exists: vm.Exists}
+		out = kvcheck.Output{Mismatch: true, Version: vm.Have, Exists: vm.Exists}
 	default:
-		out = regOut{Unknown: true}
+		out = kvcheck.Output{Unknown: true}
 	}
 	return out, true
 }
 
 // ---- the workload -----------------------------------------------------------
 
-type faultFn func(c *cluster, rec *recorder)
+type faultFn func(c *cluster, rec *kvcheck.Recorder)
 
 func workload(t *testing.T, seed int64, nodes int, faults []faultFn) {
-	var rec *recorder
+	var rec *kvcheck.Recorder
 	synctest.Test(t, func(t *testing.T) {
 		rec = runWorkload(t, seed, nodes, faults)
 	})
@@ -193,12 +72,12 @@ func workload(t *testing.T, seed int64, nodes int, faults []faultFn) {
 	checkHistory(t, seed, rec)
 }
 
-func runWorkload(t *testing.T, seed int64, nodes int, faults []faultFn) *recorder {
-	var result *recorder
+func runWorkload(t *testing.T, seed int64, nodes int, faults []faultFn) *kvcheck.Recorder {
+	var result *kvcheck.Recorder
 	func() {
 		c := newCluster(t, seed, nodes)
 		defer c.close()
-		rec := &recorder{start: time.Now(), acked: map[string][]string{}}
+		rec := &kvcheck.Recorder{Start: time.Now()}
 		result = rec
 		keys := []string{"x", "y", "z"}
 		const clientsPerKey = 2
@@ -225,7 +104,7 @@ func runWorkload(t *testing.T, seed int64, nodes int, faults []faultFn) *recorde
 							time.Sleep(50 * time.Millisecond)
 							continue
 						}
-						in := regIn{Key: key, Value: fmt.Sprintf("%s-%d-%d", key, seq, n)}
+						in := kvcheck.Input{Key: key, Value: fmt.Sprintf("%s-%d-%d", key, seq, n)}
 						switch (n + seq) % 6 {
 						case 0, 3:
 							in.Op = "get"
@@ -246,7 +125,7 @@ func runWorkload(t *testing.T, seed int64, nodes int, faults []faultFn) *recorde
 						ret := time.Now()
 						cancel()
 						if keep {
-							rec.add(client, in, call, ret, out)
+							rec.Add(client, in, call, ret, out)
 						}
 						if out.Unknown {
 							// An unknown outcome: continue as a new client, after a
@@ -279,37 +158,28 @@ func runWorkload(t *testing.T, seed int64, nodes int, faults []faultFn) *recorde
 		for _, key := range keys {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			call := time.Now()
-			out, keep := runOp(ctx, c.anyLive().kv, regIn{Key: key, Op: "get"})
+			out, keep := runOp(ctx, c.anyLive().kv, kvcheck.Input{Key: key, Op: "get"})
 			ret := time.Now()
 			cancel()
 			if !keep {
 				t.Fatalf("seed %d: final read of %s failed after healing", seed, key)
 			}
-			rec.add(final, regIn{Key: key, Op: "get"}, call, ret, out)
+			rec.Add(final, kvcheck.Input{Key: key, Op: "get"}, call, ret, out)
 		}
 	}()
 	return result
 }
 
-func checkHistory(t *testing.T, seed int64, rec *recorder) {
+func checkHistory(t *testing.T, seed int64, rec *kvcheck.Recorder) {
 	t.Helper()
-	known := 0
-	for _, op := range rec.ops {
-		if !op.Output.(regOut).Unknown {
-			known++
-		}
-	}
-	res, info := porcupine.CheckOperationsVerbose(registerModel, rec.ops, 60*time.Second)
-	t.Logf("seed %d: %d operations (%d with known outcome): %v", seed, len(rec.ops), known, res)
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("shoal-kv-seed-%d", seed))
+	res, files := kvcheck.Check(rec.Ops, 60*time.Second, dir)
+	t.Logf("seed %d: %d operations (%d with known outcome): %v", seed, len(rec.Ops), kvcheck.Known(rec.Ops), res)
 	if res != porcupine.Ok {
-		dir := filepath.Join(os.TempDir(), fmt.Sprintf("shoal-kv-seed-%d", seed))
-		_ = os.MkdirAll(dir, 0o755)
-		f := filepath.Join(dir, "history.html")
-		if err := porcupine.VisualizePath(registerModel, info, f); err == nil {
-			t.Logf("visualization: %s", f)
+		for _, f := range files {
+			t.Logf("saved %s", f)
 		}
-		dumpFailingKeys(t, dir, rec)
-		t.Fatalf("seed %d: history is not linearizable (%v)", seed, res)
+		t.Fatalf("seed %d: history is not linearizable (%v); replay with -kv.seed=%d", seed, res, seed)
 	}
 }
 
@@ -348,7 +218,7 @@ func seedsFor(t *testing.T, base int64) []int64 {
 // ---- the faults ---------------------------------------------------------------
 
 func crashOwner(key string) faultFn {
-	return func(c *cluster, _ *recorder) {
+	return func(c *cluster, _ *kvcheck.Recorder) {
 		m := c.ownerLocked(key)
 		c.crash(m)
 		time.Sleep(4 * time.Second)
@@ -357,7 +227,7 @@ func crashOwner(key string) faultFn {
 }
 
 func crashReplica(key string) faultFn {
-	return func(c *cluster, _ *recorder) {
+	return func(c *cluster, _ *kvcheck.Recorder) {
 		o := c.ownerLocked(key)
 		rs, ok := o.kv.r.lay.replicaSet(KeyID(key))
 		if !ok || len(rs) < 3 {
@@ -371,7 +241,7 @@ func crashReplica(key string) faultFn {
 }
 
 func isolateOwner(key string) faultFn {
-	return func(c *cluster, _ *recorder) {
+	return func(c *cluster, _ *kvcheck.Recorder) {
 		m := c.ownerLocked(key)
 		var rest []id.ID
 		for x, o := range c.members {
@@ -385,7 +255,7 @@ func isolateOwner(key string) faultFn {
 	}
 }
 
-func joinLeave(c *cluster, _ *recorder) {
+func joinLeave(c *cluster, _ *kvcheck.Recorder) {
 	c.addLocked()
 	time.Sleep(time.Second)
 	m := c.anyLive()
@@ -398,7 +268,7 @@ func joinLeave(c *cluster, _ *recorder) {
 	}
 }
 
-func lossyNetwork(c *cluster, _ *recorder) {
+func lossyNetwork(c *cluster, _ *kvcheck.Recorder) {
 	c.net.SetLoss(0.05)
 	c.net.SetDuplicate(0.05)
 	time.Sleep(3 * time.Second)
@@ -427,35 +297,5 @@ func TestLinearizableIsolatedOwner(t *testing.T) {
 func TestLinearizableJoinsLeavesAndLossyNetwork(t *testing.T) {
 	for _, seed := range seedsFor(t, 400) {
 		workload(t, seed, 5, []faultFn{joinLeave, lossyNetwork, joinLeave})
-	}
-}
-
-// dumpFailingKeys writes, for each key whose history alone is not
-// linearizable, its operations in call order (milliseconds).
-func dumpFailingKeys(t *testing.T, dir string, rec *recorder) {
-	by := map[string][]porcupine.Operation{}
-	for _, op := range rec.ops {
-		k := op.Input.(regIn).Key
-		by[k] = append(by[k], op)
-	}
-	for k, ops := range by {
-		if porcupine.CheckOperations(registerModel, ops) {
-			continue
-		}
-		sort.Slice(ops, func(i, j int) bool { return ops[i].Call < ops[j].Call })
-		path := filepath.Join(dir, "key-"+k+".txt")
-		f, err := os.Create(path)
-		if err != nil {
-			continue
-		}
-		for _, op := range ops {
-			ret := "    inf"
-			if op.Return != math.MaxInt64 {
-				ret = fmt.Sprintf("%7.1f", float64(op.Return)/1e6)
-			}
-			fmt.Fprintf(f, "%8.1f %s c%-3d %s\n", float64(op.Call)/1e6, ret, op.ClientId, registerModel.DescribeOperation(op.Input, op.Output))
-		}
-		f.Close()
-		t.Logf("history of key %s: %s", k, path)
 	}
 }

@@ -30,7 +30,9 @@ type Config struct {
 	// JoinTimeout bounds how long Start waits for the join to complete.
 	// Default 30s.
 	JoinTimeout time.Duration
-	// MaxMessage is the largest application payload. Default 1 MiB.
+	// MaxMessage is the largest message this node sends or accepts, in
+	// bytes. Default 4 MiB. Services have their own, lower limit on requests
+	// (1 MiB by default, or MaxMessage if lower; see service.Service.MaxRequest).
 	MaxMessage int
 	// Logger receives the node's logs (attribute subsys=node). Nil discards.
 	Logger *slog.Logger
@@ -49,7 +51,7 @@ func DefaultConfig() Config {
 		InboxSize:    8192,
 		DeliverQueue: 8192,
 		JoinTimeout:  30 * time.Second,
-		MaxMessage:   1 << 20,
+		MaxMessage:   4 << 20,
 	}
 }
 

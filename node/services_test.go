@@ -630,7 +630,7 @@ func TestBadServiceInput(t *testing.T) {
 			{"unknown service", `{"v":1,"svc":"bank","m":"buy","id":"u1"}`, service.CodeUnknownService, "u1", `no service "bank"`,
 				func(s service.Stats) uint64 { return s.UnknownService }},
 			{"over the default 1 MiB", `{"v":1,"svc":"shop","m":"buy","id":"big","p":"` + strings.Repeat("x", 1<<20) + `"}`,
-				service.CodeTooLarge, "", "exceeds the limit of 1048576", func(s service.Stats) uint64 { return s.TooLarge }},
+				service.CodeTooLarge, "big", "exceeds the limit of 1048576", func(s service.Stats) uint64 { return s.TooLarge }},
 		}
 		for _, tc := range cases {
 			from := sender

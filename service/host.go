@@ -17,7 +17,8 @@ type Responder func(Reply)
 
 // Host runs a node's services. Safe for concurrent use.
 type Host struct {
-	maxBytes int
+	maxBytes int // default request limit
+	ceiling  int // the largest any service may accept
 	log      *slog.Logger
 	now      func() time.Time
 
@@ -35,7 +36,11 @@ type hostStats struct {
 
 // HostConfig configures a Host.
 type HostConfig struct {
-	// MaxRequest is the largest request envelope accepted, in bytes.
+	// Ceiling is the most any service may accept (the node's message
+	// limit). Default MaxRequest.
+	Ceiling int
+	// MaxRequest is the largest request envelope accepted by a service that
+	// sets no limit of its own, in bytes.
 	// Default 1 MiB.
 	MaxRequest int
 	// Logger, nil to discard.
@@ -47,7 +52,10 @@ type HostConfig struct {
 // NewHost returns a host with the default resource limits.
 func NewHost(cfg HostConfig) *Host {
 	if cfg.MaxRequest == 0 {
-		cfg.MaxRequest = 1 << 20
+		cfg.MaxRequest = DefaultMaxRequest
+	}
+	if cfg.Ceiling < cfg.MaxRequest {
+		cfg.Ceiling = cfg.MaxRequest
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -55,13 +63,16 @@ func NewHost(cfg HostConfig) *Host {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Host{maxBytes: cfg.MaxRequest, log: cfg.Logger.With("subsys", "service"), now: cfg.Now,
+	h := &Host{maxBytes: cfg.MaxRequest, ceiling: cfg.Ceiling, log: cfg.Logger.With("subsys", "service"), now: cfg.Now,
 		services: make(map[string]*running), resources: make(map[string]*resource)}
 	for name, l := range DefaultLimits() {
 		h.resources[name] = &resource{name: name, lim: l}
 	}
 	return h
 }
+
+// DefaultMaxRequest is the default limit on one service request: 1 MiB.
+const DefaultMaxRequest = 1 << 20
 
 // MaxRequest is the request size limit in bytes.
 func (h *Host) MaxRequest() int { return h.maxBytes }
@@ -141,7 +152,7 @@ func (h *Host) Close() {
 // request is refused, answered from the dedupe window, or queued on the
 // service's loop. respond may be nil for one-way messages.
 func (h *Host) Dispatch(frame []byte, respond Responder) {
-	env, bad := DecodeEnvelope(frame, h.maxBytes)
+	env, bad := DecodeEnvelope(frame, h.ceiling)
 	if bad != nil {
 		switch bad.Code {
 		case CodeTooLarge:
@@ -160,6 +171,11 @@ func (h *Host) Dispatch(frame []byte, respond Responder) {
 	if r == nil {
 		h.stats.unknownService.Add(1)
 		answer(respond, env.ID, &Error{Code: CodeUnknownService, Message: fmt.Sprintf("no service %q on this node", env.Service)})
+		return
+	}
+	if limit := r.limit(h.maxBytes, h.ceiling); len(frame) > limit {
+		h.stats.tooLarge.Add(1)
+		answer(respond, env.ID, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request of %d bytes exceeds the limit of %d", len(frame), limit)})
 		return
 	}
 	hd := r.svc.methods[env.Method]
@@ -319,6 +335,12 @@ func (c *Call) Fail(err error) {
 	}
 	c.finish(Reply{V: Version, ID: c.ID(), Err: toError(err)})
 }
+
+// Hold marks the call as answered later, by code that keeps the *Call and
+// replies to it from another handler or continuation on this service's
+// loop (for example a per-key queue of requests). Without it, a handler
+// that returns without replying or starting work gets CodeInternal.
+func (c *Call) Hold() { c.pending++ }
 
 // Go runs work on a goroutine of its own and then, back on the service's
 // loop, then with its result. The loop handles other messages meanwhile.

@@ -287,3 +287,13 @@ func (r *running) stop() {
 	r.mu.Unlock()
 	_ = queue // requests never started: their callers time out and retry elsewhere
 }
+
+// limit is the service's request limit: its own if set, else the host
+// default, never above the ceiling.
+func (r *running) limit(def, ceiling int) int {
+	l := def
+	if r.svc.maxReq > 0 {
+		l = r.svc.maxReq
+	}
+	return min(l, ceiling)
+}

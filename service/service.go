@@ -18,6 +18,14 @@ type Service struct {
 	uses     []string
 	queueLen int
 	dedupe   *dedupeConfig
+	maxReq   int
+}
+
+// MaxRequest sets this service's limit on a request envelope, in bytes
+// (default: the host's, 1 MiB), up to the node's message limit.
+func (s *Service) MaxRequest(n int) *Service {
+	s.maxReq = n
+	return s
 }
 
 type dedupeConfig struct {

@@ -8,9 +8,9 @@ import (
 	"io"
 )
 
-// DefaultMaxFrame is the default limit on one frame: a 1 MiB application
-// payload plus room for headers.
-const DefaultMaxFrame = 1<<20 + 64<<10
+// DefaultMaxFrame is the default limit on one frame: a node's largest
+// message (4 MiB, room for a 1 MiB value in a JSON envelope) plus headers.
+const DefaultMaxFrame = 4<<20 + 64<<10
 
 // ErrBadFrame is returned by ReadFrame for a malformed length prefix.
 var ErrBadFrame = errors.New("transport: malformed frame")
