@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/shoal-p2p/shoal/id"
@@ -27,6 +28,9 @@ type Server struct {
 	log *slog.Logger
 	srv *http.Server
 	ln  net.Listener
+
+	closing   chan struct{} // closed when Close starts
+	closeOnce sync.Once
 }
 
 // New returns a server for n with the ring routes registered. Other
@@ -35,7 +39,7 @@ func New(n *node.Node, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{n: n, mux: http.NewServeMux(), log: log.With("subsys", "http")}
+	s := &Server{n: n, mux: http.NewServeMux(), log: log.With("subsys", "http"), closing: make(chan struct{})}
 	s.mux.HandleFunc("GET /v1/ring", s.ring)
 	s.mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]any{"ok": true, "id": n.ID()})
@@ -45,6 +49,9 @@ func New(n *node.Node, log *slog.Logger) *Server {
 	})
 	return s
 }
+
+// Node is the node the server serves.
+func (s *Server) Node() *node.Node { return s.n }
 
 // Handle registers a route pattern (Go 1.22 ServeMux syntax).
 func (s *Server) Handle(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
@@ -73,8 +80,14 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// Close stops the server, waiting up to ctx for requests in flight.
+// Closing is closed when Close starts. Long-lived responses (event
+// streams) end on it: http.Server.Shutdown waits for them otherwise.
+func (s *Server) Closing() <-chan struct{} { return s.closing }
+
+// Close stops the server, waiting up to ctx for requests in flight. It ends
+// event streams first (see Closing).
 func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() { close(s.closing) })
 	if s.srv == nil {
 		return nil
 	}
