@@ -1,12 +1,110 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"github.com/shoal-p2p/shoal/httpapi"
+	"github.com/shoal-p2p/shoal/httpapi/kvapi"
+	"github.com/shoal-p2p/shoal/httpapi/topics"
+	"github.com/shoal-p2p/shoal/kv"
 	"github.com/shoal-p2p/shoal/node"
+	"github.com/shoal-p2p/shoal/pubsub"
 )
 
+// services are the subsystems every node runs, whether or not it serves
+// the HTTP API: a node on the path of a topic's tree forwards for it even if
+// nobody on it publishes or subscribes, and a node holds replicas of the
+// keys near it for everyone.
+type services struct {
+	ps     *pubsub.PubSub
+	kv     *kv.KV
+	kvDir  string // where the store lives
+	tmpDir string // a data directory to remove at Close ("" if none)
+}
+
+// serviceOptions are what the subsystems need from `shoal node`.
+type serviceOptions struct {
+	// Profile is the ring profile (lan, local or wan; checked by
+	// ringProfile), whose timings the subsystems follow.
+	Profile string
+	// DataDir is the node's data directory; the store lives in DataDir/kv.
+	// Empty: a temporary directory, removed at Close.
+	DataDir string
+	// Genesis: the node started a new ring (no --bootstrap).
+	Genesis bool
+	Log     *slog.Logger
+	// Out gets notes for the user (the temporary directory).
+	Out io.Writer
+}
+
+// startServices starts the node's subsystems. Subsystems add a line here
+// as they land.
+func startServices(n *node.Node, o serviceOptions) (*services, error) {
+	pcfg := pubsub.DefaultConfig()
+	switch o.Profile {
+	case "local":
+		pcfg = pubsub.LocalConfig()
+	case "wan":
+		pcfg = pubsub.WANConfig()
+	}
+	pcfg.Logger = o.Log
+	ps, err := pubsub.New(n, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("start pubsub: %w", err)
+	}
+	s := &services{ps: ps}
+	dir := o.DataDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "shoal-node-"); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("create a temporary data directory: %w", err)
+		}
+		s.tmpDir = dir
+		fmt.Fprintf(o.Out, "note: no --data directory, so the key-value replicas live in %s and are deleted when the node stops\n", dir)
+	}
+	s.kvDir = filepath.Join(dir, "kv")
+	store, err := kv.OpenBolt(s.kvDir)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open the key-value store: %w", err)
+	}
+	kcfg := kv.DefaultConfig()
+	kcfg.Store = store
+	kcfg.Genesis = o.Genesis
+	kcfg.Logger = o.Log
+	if s.kv, err = kv.New(n, kcfg); err != nil {
+		store.Close()
+		s.Close()
+		return nil, fmt.Errorf("start the key-value store: %w", err)
+	}
+	return s, nil
+}
+
+// Close stops the subsystems (closing the store), before the node itself
+// closes.
+func (s *services) Close() error {
+	var errs []error
+	if s.kv != nil {
+		if err := s.kv.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close the key-value store: %w", err))
+		}
+	}
+	s.ps.Close()
+	if s.tmpDir != "" {
+		if err := os.RemoveAll(s.tmpDir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // registerAPIs adds each subsystem's HTTP routes to a node's API server.
-// Subsystems (kv, pubsub, …) add a line here as they land.
-func registerAPIs(api *httpapi.Server, n *node.Node, log *slog.Logger) {}
+func registerAPIs(api *httpapi.Server, svc *services, log *slog.Logger) {
+	topics.Register(api, svc.ps)
+	kvapi.Register(api, svc.kv)
+}

@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	register(command{name: "demo", summary: "start an 8-node ring on loopback and show routing and failover", run: runDemo})
+	register(command{name: "demo", summary: "start an 8-node ring on loopback and show routing, failover, pub/sub and the replicated store", run: runDemo})
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) error {

@@ -76,7 +76,7 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	var listen, boot multiFlag
 	fs.Var(&listen, "listen", "multiaddr to listen on (repeatable; default TCP and QUIC on all interfaces, ephemeral ports)")
 	fs.Var(&boot, "bootstrap", "full multiaddr of a running node to join through, ending in /p2p/<peer-id> (repeatable; none starts a new ring)")
-	data := fs.String("data", "", "data directory: keeps the node's identity key, so its ID survives restarts (default: a fresh identity each start)")
+	data := fs.String("data", "", "data directory: keeps the node's identity key, so its ID survives restarts, and its key-value replicas in DIR/kv (default: a fresh identity and a temporary store each start)")
 	profile := fs.String("profile", "lan", "timing profile: lan (default), local (fast failure detection, more traffic) or wan")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	httpAddr := fs.String("http", "", "serve the HTTP API on this address, e.g. 127.0.0.1:8080 (default: no HTTP API)")
@@ -141,11 +141,18 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintln(stdout, "joined the ring")
 	}
+	svc, err := startServices(n, serviceOptions{Profile: *profile, DataDir: *data, Genesis: len(peers) == 0, Log: log, Out: stdout})
+	if err != nil {
+		n.Close()
+		return err
+	}
+	fmt.Fprintf(stdout, "key-value store in %s\n", svc.kvDir)
 	var api *httpapi.Server
 	if *httpAddr != "" {
 		api = httpapi.New(n, log)
-		registerAPIs(api, n, log)
+		registerAPIs(api, svc, log)
 		if err := api.Start(*httpAddr); err != nil {
+			svc.Close()
 			n.Close()
 			return err
 		}
@@ -156,6 +163,9 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		api.Close(sctx)
 		cancel()
+	}
+	if err := svc.Close(); err != nil { // the store closes before the node
+		log.Error("stopping the node's services", "err", err)
 	}
 	fmt.Fprintln(stdout, "stopping: telling the neighbours…")
 	start := time.Now()
