@@ -181,6 +181,10 @@ func (r *replica) handlePrepare(c *service.Call) {
 		c.Fail(err)
 		return
 	}
+	if err := r.checkProposer(c, q); err != nil {
+		c.Fail(err)
+		return
+	}
 	elig := r.eligible(q.Key)
 	rec := r.record(q.Key)
 	if q.Ballot.Less(rec.Promised) {
@@ -201,6 +205,10 @@ func (r *replica) handlePrepare(c *service.Call) {
 func (r *replica) handleAccept(c *service.Call) {
 	var q ballotReq
 	if err := c.Decode(&q); err != nil {
+		c.Fail(err)
+		return
+	}
+	if err := r.checkProposer(c, q); err != nil {
 		c.Fail(err)
 		return
 	}
@@ -994,4 +1002,33 @@ func sameSpans(a, b []span) bool {
 		}
 	}
 	return true
+}
+
+// checkProposer refuses replica updates (prepare, accept) from a node that
+// is neither in the key's replica set by this node's view nor a member of
+// the key's current configuration, and ballots that do not name their
+// sender. The sender is the authenticated peer of the connection.
+func (r *replica) checkProposer(c *service.Call, q ballotReq) error {
+	from := c.From().ID
+	if from == (id.ID{}) {
+		return nil // a call from inside this process
+	}
+	if q.Ballot.Node != from {
+		return &service.Error{Code: service.CodeBadRequest, Message: fmt.Sprintf("ballot names node %s but the request came from %s", q.Ballot.Node.Short(), from.Short())}
+	}
+	if rs, ok := r.layout().replicaSet(KeyID(q.Key)); ok {
+		for _, p := range rs {
+			if p.ID == from {
+				return nil
+			}
+		}
+	}
+	if rec := r.recs[q.Key]; rec != nil {
+		for _, p := range rec.State.Cfg {
+			if p.ID == from {
+				return nil
+			}
+		}
+	}
+	return &service.Error{Code: service.CodeApp, Message: fmt.Sprintf("node %s is not a replica of %q by this node's view nor in its configuration: refused", from.Short(), q.Key)}
 }

@@ -358,7 +358,7 @@ func (n *Node) deliverLoop() {
 		case m := <-n.deliver:
 			n.m.delivered.Add(1)
 			if m.service {
-				n.host.Dispatch(m.Payload, n.respond(m))
+				n.host.DispatchFrom(m.Payload, m.From, n.respond(m))
 				continue
 			}
 			if n.cfg.App == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/shoal-p2p/shoal/transport"
 	"log/slog"
 	"sort"
 	"sync"
@@ -152,6 +153,13 @@ func (h *Host) Close() {
 // request is refused, answered from the dedupe window, or queued on the
 // service's loop. respond may be nil for one-way messages.
 func (h *Host) Dispatch(frame []byte, respond Responder) {
+	h.DispatchFrom(frame, transport.Peer{}, respond)
+}
+
+// DispatchFrom is Dispatch for a request whose sender is known: from the
+// authenticated connection for direct calls, the originating node for
+// routed ones. Handlers read it with Call.From.
+func (h *Host) DispatchFrom(frame []byte, from transport.Peer, respond Responder) {
 	env, bad := DecodeEnvelope(frame, h.ceiling)
 	if bad != nil {
 		switch bad.Code {
@@ -191,7 +199,7 @@ func (h *Host) Dispatch(frame []byte, respond Responder) {
 	if env.OneWay {
 		respond = nil
 	}
-	r.admit(&request{env: env, handler: hd, respond: respond, size: int64(len(env.Payload))})
+	r.admit(&request{env: env, handler: hd, respond: respond, size: int64(len(env.Payload)), from: from})
 }
 
 func answer(respond Responder, id string, e *Error) {
@@ -266,6 +274,7 @@ func (h *Host) Services() []string {
 
 // request is one admitted request.
 type request struct {
+	from     transport.Peer
 	env      Envelope
 	handler  Handler
 	respond  Responder
@@ -287,6 +296,11 @@ type Call struct {
 
 // Method is the method name.
 func (c *Call) Method() string { return c.req.env.Method }
+
+// From is the node that sent the request: authenticated by the connection
+// for direct calls (node.CallNode), the originating node for routed ones.
+// Zero when unknown.
+func (c *Call) From() transport.Peer { return c.req.from }
 
 // ID is the request ID (the same for every retry of one request).
 func (c *Call) ID() string { return c.req.env.ID }
