@@ -14,6 +14,9 @@ var (
 	ErrUnavailable     = errors.New("kv: unavailable: cannot reach a majority of the key's replicas")
 	ErrConflict        = errors.New("kv: update gave up after repeated version conflicts")
 	ErrClosed          = errors.New("kv: closed")
+	// ErrAmbiguous means a conditional write's outcome is unknown: an
+	// earlier attempt of it may have been applied. Read the key to find out.
+	ErrAmbiguous = errors.New("kv: write outcome unknown; read the key to find out")
 )
 
 // VersionMismatchError is a failed compare-and-set. It matches

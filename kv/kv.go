@@ -243,6 +243,10 @@ func (k *KV) do(ctx context.Context, req opReq) (opResp, error) {
 		var se *service.Error
 		if errors.As(err, &se) {
 			switch se.Code {
+			case service.CodeApp:
+				if se.Message == ambiguousMsg {
+					return resp, ErrAmbiguous
+				}
 			case service.CodeUnavailable, service.CodeOverloaded:
 				return resp, fmt.Errorf("%w: %s", ErrUnavailable, se.Message)
 			case service.CodeBadRequest, service.CodeTooLarge:

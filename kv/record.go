@@ -30,6 +30,7 @@ type State struct {
 	Value   []byte   `json:"val,omitempty"`
 	Deleted bool     `json:"del,omitempty"`
 	Recent  []ReqVer `json:"recent,omitempty"` // the last writes' request IDs, for idempotent retries
+	Born    uint64   `json:"born,omitempty"`   // version at which the key last went from absent to present
 	// Cfg is the replica set this state was accepted under: its
 	// configuration. A new leader must reach a majority of it, and a write
 	// that changes it must be accepted by majorities of both the old and
@@ -53,7 +54,7 @@ type ReqVer struct {
 }
 
 // maxRecent bounds State.Recent.
-const maxRecent = 16
+const maxRecent = 64
 
 // lookup returns the version a request produced, if it is remembered.
 func (s State) lookup(req string) (uint64, bool) {
@@ -70,9 +71,11 @@ func (s State) lookup(req string) (uint64, bool) {
 
 // next is the state after a write by request req.
 func (s State) next(req string, value []byte, deleted bool) State {
-	n := State{Version: s.Version + 1, Value: value, Deleted: deleted}
+	n := State{Version: s.Version + 1, Value: value, Deleted: deleted, Born: s.Born}
 	if deleted {
 		n.Value = nil
+	} else if !s.Exists() {
+		n.Born = n.Version
 	}
 	n.Recent = append(n.Recent, s.Recent...)
 	if req != "" {
@@ -100,4 +103,13 @@ func newer(b Ballot, v uint64, ob Ballot, ov uint64) bool {
 		return ob.Less(b)
 	}
 	return v > ov
+}
+
+// covers reports whether the recent-writes window reaches back to version v,
+// so that a request absent from it certainly did not produce v.
+func (s State) covers(v uint64) bool {
+	if len(s.Recent) < maxRecent {
+		return true // nothing was ever evicted
+	}
+	return s.Recent[0].Ver <= v
 }

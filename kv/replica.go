@@ -616,6 +616,14 @@ func (r *replica) advance(c *service.Call, ld *leader) {
 		return
 	}
 	mismatch := (q.IfAbsent && ld.state.Exists()) || (q.IfVersion != nil && (!ld.state.Exists() || ld.state.Version != *q.IfVersion))
+	if mismatch && r.mayHaveApplied(ld.state, q) {
+		// A retry of this very request may have taken effect before the
+		// recent-writes window forgot it: "mismatch" could be a lie.
+		ld.queue = ld.queue[1:]
+		op.c.Fail(&service.Error{Code: service.CodeApp, Message: ambiguousMsg})
+		r.advance(c, ld)
+		return
+	}
 	if mismatch {
 		r.confirm(c, ld, rs, func() { op.c.Reply(opResp{Mismatch: true, Exists: ld.state.Exists(), Version: ld.state.Version}) })
 		return
@@ -1031,4 +1039,19 @@ func (r *replica) checkProposer(c *service.Call, q ballotReq) error {
 		}
 	}
 	return &service.Error{Code: service.CodeApp, Message: fmt.Sprintf("node %s is not a replica of %q by this node's view nor in its configuration: refused", from.Short(), q.Key)}
+}
+
+const ambiguousMsg = "outcome unknown: this write may have been applied by an earlier attempt that the key no longer remembers; read the key to find out"
+
+// mayHaveApplied reports whether a conditional write that now fails its
+// condition could have been applied by an earlier attempt of the same
+// request that the recent-writes window has since forgotten.
+func (r *replica) mayHaveApplied(st State, q opReq) bool {
+	switch {
+	case q.IfVersion != nil:
+		return !st.covers(*q.IfVersion + 1)
+	case q.IfAbsent:
+		return st.Exists() && !st.covers(st.Born)
+	}
+	return false
 }

@@ -287,6 +287,8 @@ func writeErr(w http.ResponseWriter, err error) {
 			w.Header().Set("ETag", ETag(vm.Have))
 		}
 		httpapi.WriteError(w, http.StatusPreconditionFailed, "version_mismatch", vm.Error())
+	case errors.Is(err, kv.ErrAmbiguous):
+		httpapi.WriteError(w, http.StatusConflict, "outcome_unknown", err.Error())
 	case errors.Is(err, kv.ErrBadKey):
 		httpapi.WriteError(w, http.StatusBadRequest, "bad_key", err.Error())
 	case errors.Is(err, kv.ErrNotFound):
