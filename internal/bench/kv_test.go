@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A tiny run of the kv case on a 3-node ring with 200ms phases: every
+// figure is filled in and consistent. Nothing is asserted about speed.
+func TestKVShortRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a libp2p ring with bbolt stores")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var lines []string
+	res, err := KV(ctx, KVConfig{Nodes: 3, Keys: 30, Value: 50, Concurrency: 3,
+		Warmup: 200 * time.Millisecond, Duration: 200 * time.Millisecond, Dir: t.TempDir(),
+		Progress: func(s string) { lines = append(lines, s) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]float64{
+		"get_ops": float64(res.GetOps), "get_ops_per_s": res.GetOpsPerS, "get_p50_us": res.GetP50us,
+		"put_ops": float64(res.PutOps), "put_ops_per_s": res.PutOpsPerS, "put_p50_us": res.PutP50us,
+		"cas_ops": float64(res.CASOps), "cas_p50_us": res.CASP50us,
+		"bare_ops": float64(res.BareOps), "bare_rtt_p50_us": res.BareRTTP50us,
+		"fsync_ops": float64(res.FsyncOps), "fsync_p50_us": res.FsyncP50us,
+		"get_ratio": res.GetRatio, "put_ratio": res.PutRatio, "cas_ratio": res.CASRatio,
+	} {
+		if v <= 0 {
+			t.Errorf("%s = %v, want > 0", name, v)
+		}
+	}
+	if res.GetP99us < res.GetP50us || res.PutP99us < res.PutP50us || res.CASP99us < res.CASP50us ||
+		res.BareRTTP99us < res.BareRTTP50us || res.FsyncP99us < res.FsyncP50us {
+		t.Errorf("p99 below p50: %+v", res)
+	}
+	// Each caller owns its CAS keys and knows their versions.
+	if res.CASMismatches != 0 {
+		t.Errorf("%d CAS mismatches", res.CASMismatches)
+	}
+	if res.Nodes != 3 || res.Keys != 30 || res.ValueBytes != 50 || res.Concurrency != 3 || res.DurationS != 0.2 || res.Replicas != 3 {
+		t.Errorf("settings not reported: %+v", res)
+	}
+	if res.GoalGetMet != (res.GetP50us <= GoalGetRatio*res.BareRTTP50us) ||
+		res.GoalPutMet != (res.PutP50us <= GoalPutRatio*res.BareRTTP50us+res.FsyncP50us+0.1) {
+		t.Errorf("goals inconsistent with the figures: %+v", res)
+	}
+	if len(lines) < 10 {
+		t.Errorf("progress lines: %q", lines)
+	}
+
+	var buf bytes.Buffer
+	if err := res.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(buf.String(), "\n"); n != 1 {
+		t.Fatalf("JSON output has %d lines, want 1: %s", n, buf.String())
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &fields); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"get_p50_us", "get_p99_us", "put_p50_us", "put_p99_us", "cas_p50_us", "cas_p99_us",
+		"get_ops_per_s", "put_ops_per_s", "bare_rtt_p50_us", "fsync_p50_us", "get_ratio", "put_ratio", "cas_ratio",
+		"goal_get_met", "goal_put_met", "goal_cas_met", "cas_mismatches", "nodes"} {
+		if _, ok := fields[k]; !ok {
+			t.Errorf("JSON lacks %q", k)
+		}
+	}
+	buf.Reset()
+	if err := res.WriteText(&buf); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + buf.String())
+}
+
+func TestKVConfigValidate(t *testing.T) {
+	if err := (KVConfig{}).Validate(); err != nil {
+		t.Errorf("zero config: %v", err)
+	}
+	for _, c := range []KVConfig{{Nodes: 2}, {Nodes: 101}, {Keys: -1}, {Value: -1}, {Concurrency: -1},
+		{Warmup: -1}, {Duration: -1}, {Keys: 3, Concurrency: 4}} {
+		if c.Validate() == nil {
+			t.Errorf("%+v: want an error", c)
+		}
+	}
+}
+
+func TestKVValue(t *testing.T) {
+	a := string(KVValue(make([]byte, 20), 1, 7))
+	b := string(KVValue(make([]byte, 20), 1, 8))
+	if len(a) != 20 || a == b || !strings.HasPrefix(a, "w1-7-w1-7-") {
+		t.Errorf("values %q and %q", a, b)
+	}
+	if KVKey(42) != "bench-000042" {
+		t.Errorf("KVKey(42) = %q", KVKey(42))
+	}
+}
+
+func TestKVPick(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, c := range []struct{ workers, keys int }{{1, 1}, {4, 4}, {4, 10}, {3, 1000}} {
+		for w := range c.workers {
+			seen := map[int]bool{}
+			for range 2000 {
+				i := KVPick(rng, w, c.workers, c.keys)
+				if i < 0 || i >= c.keys || i%c.workers != w {
+					t.Fatalf("%+v worker %d: picked %d", c, w, i)
+				}
+				seen[i] = true
+			}
+			if want := (c.keys - w + c.workers - 1) / c.workers; len(seen) != want && c.keys < 100 {
+				t.Errorf("%+v worker %d: %d keys picked, want all %d", c, w, len(seen), want)
+			}
+		}
+	}
+}
