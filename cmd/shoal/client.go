@@ -69,3 +69,35 @@ func runRing(args []string, stdout, stderr io.Writer) error {
 	_, err = io.Copy(stdout, resp.Body)
 	return err
 }
+
+// posArgs checks positional arguments: a name (KEY, TOPIC), and a data
+// argument when withData; data "-" is read from standard input, at most
+// limit bytes.
+func posArgs(pos []string, name, dataName, noun string, withData bool, limit int) (string, []byte, error) {
+	want, what := 1, name
+	if withData {
+		want, what = 2, name+" and "+dataName
+	}
+	switch {
+	case len(pos) < want:
+		return "", nil, fmt.Errorf("%w: need %s, got %d argument(s)", errUsage, what, len(pos))
+	case len(pos) > want:
+		return "", nil, fmt.Errorf("%w: unexpected argument %q (quote a %s with spaces)", errUsage, pos[want], noun)
+	case pos[0] == "":
+		return "", nil, fmt.Errorf("%w: %s must not be empty", errUsage, name)
+	}
+	if !withData {
+		return pos[0], nil, nil
+	}
+	if pos[1] != "-" {
+		return pos[0], []byte(pos[1]), nil
+	}
+	b, err := io.ReadAll(io.LimitReader(stdin, int64(limit)+1))
+	if err != nil {
+		return "", nil, fmt.Errorf("reading the %s from standard input: %w", noun, err)
+	}
+	if len(b) > limit {
+		return "", nil, fmt.Errorf("%w: the %s on standard input is over the limit of %d bytes", errUsage, noun, limit)
+	}
+	return pos[0], b, nil
+}

@@ -67,32 +67,7 @@ func (f *versionFlag) Set(s string) error {
 // keyArgs checks the positional arguments: a key, and a value when
 // withValue. A value of "-" is read from standard input.
 func keyArgs(pos []string, withValue bool) (key string, value []byte, err error) {
-	want, what := 1, "KEY"
-	if withValue {
-		want, what = 2, "KEY and VALUE"
-	}
-	switch {
-	case len(pos) < want:
-		return "", nil, fmt.Errorf("%w: need %s, got %d argument(s)", errUsage, what, len(pos))
-	case len(pos) > want:
-		return "", nil, fmt.Errorf("%w: unexpected argument %q (quote a value with spaces)", errUsage, pos[want])
-	case pos[0] == "":
-		return "", nil, fmt.Errorf("%w: KEY must not be empty", errUsage)
-	}
-	if !withValue {
-		return pos[0], nil, nil
-	}
-	if pos[1] != "-" {
-		return pos[0], []byte(pos[1]), nil
-	}
-	b, err := io.ReadAll(io.LimitReader(stdin, kvapi.MaxValue+1))
-	if err != nil {
-		return "", nil, fmt.Errorf("reading the value from standard input: %w", err)
-	}
-	if len(b) > kvapi.MaxValue {
-		return "", nil, fmt.Errorf("%w: the value on standard input is over the limit of %d bytes", errUsage, kvapi.MaxValue)
-	}
-	return pos[0], b, nil
+	return posArgs(pos, "KEY", "VALUE", "value", withValue, kvapi.MaxValue)
 }
 
 // kvURL is the URL of a key under one of the store's routes.

@@ -52,29 +52,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 // topicArgs checks the positional arguments: a topic, and a message when
 // withMsg. A message of "-" is read from standard input.
 func topicArgs(pos []string, withMsg bool) (topic string, msg []byte, err error) {
-	want, what := 1, "TOPIC"
-	if withMsg {
-		want, what = 2, "TOPIC and MESSAGE"
-	}
-	switch {
-	case len(pos) < want:
-		return "", nil, fmt.Errorf("%w: need %s, got %d argument(s)", errUsage, what, len(pos))
-	case len(pos) > want:
-		return "", nil, fmt.Errorf("%w: unexpected argument %q (quote a message with spaces)", errUsage, pos[want])
-	case pos[0] == "":
-		return "", nil, fmt.Errorf("%w: TOPIC must not be empty", errUsage)
-	}
-	if !withMsg {
-		return pos[0], nil, nil
-	}
-	if pos[1] != "-" {
-		return pos[0], []byte(pos[1]), nil
-	}
-	b, err := io.ReadAll(io.LimitReader(stdin, topics.MaxBody+1))
-	if err != nil {
-		return "", nil, fmt.Errorf("reading the message from standard input: %w", err)
-	}
-	return pos[0], b, nil
+	return posArgs(pos, "TOPIC", "MESSAGE", "message", withMsg, topics.MaxBody)
 }
 
 // topicURL is the URL of one of a topic's routes.
