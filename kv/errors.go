@@ -22,16 +22,16 @@ var (
 // VersionMismatchError is a failed compare-and-set. It matches
 // errors.Is(err, ErrVersionMismatch).
 type VersionMismatchError struct {
-	Key     string
-	Want    uint64 // the expected version (0 with IfAbsent)
-	Have    uint64 // the current version (0 if the key never existed)
-	Exists  bool   // whether the key currently has a value
-	IfAbsen bool   // the write was create-only
+	Key      string
+	Want     uint64 // the expected version (0 with IfAbsent)
+	Have     uint64 // the current version (0 if the key never existed)
+	Exists   bool   // whether the key currently has a value
+	IfAbsent bool   // the write was create-only
 }
 
 func (e *VersionMismatchError) Error() string {
 	switch {
-	case e.IfAbsen:
+	case e.IfAbsent:
 		return fmt.Sprintf("kv: %q already exists at version %d (create-only write)", e.Key, e.Have)
 	case !e.Exists:
 		return fmt.Sprintf("kv: %q does not exist (expected version %d)", e.Key, e.Want)

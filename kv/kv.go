@@ -301,7 +301,7 @@ func (k *KV) write(ctx context.Context, op, key string, value []byte, opts []Wri
 		return 0, err
 	}
 	if resp.Mismatch {
-		e := &VersionMismatchError{Key: key, Have: resp.Version, Exists: resp.Exists, IfAbsen: o.ifAbsent}
+		e := &VersionMismatchError{Key: key, Have: resp.Version, Exists: resp.Exists, IfAbsent: o.ifAbsent}
 		if o.ifVersion != nil {
 			e.Want = *o.ifVersion
 		}

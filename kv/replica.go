@@ -117,10 +117,9 @@ func (r *replica) layout() *layout {
 			}
 		}
 		arcs := r.lay.replicaArcs()
-		before := len(r.init.s)
 		keep := arcSet{s: r.init.list()}
 		keep.intersect(arcs)
-		if !sameSpans(keep.s, r.init.s) || before != len(keep.s) {
+		if !sameSpans(keep.s, r.init.s) {
 			r.departed.addSpans(r.init.list())
 			r.departedAt = time.Now()
 		}
@@ -465,9 +464,8 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 			got := coveredBy(res.covered, res.need)
 			clipped := clipSpans(got, res.p.arc)
 			if len(clipped) > 0 {
-				before := len(r.init.s)
 				r.init.addSpans(clipped)
-				initChanged = initChanged || len(r.init.s) != before || true
+				initChanged = true
 				r.k.log.Debug("range synchronised", "from", res.p.arc.From.Short(), "to", res.p.arc.To.Short(), "sources", len(res.covered), "need", res.need, "complete", r.init.covers(res.p.arc))
 			}
 		}

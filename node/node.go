@@ -298,7 +298,7 @@ func (n *Node) flush() {
 	}
 	if n.cfg.OnOwnerChange != nil {
 		oc := OwnerChange{Range: n.core.OwnedRange(), Ready: n.core.Ready()}
-		oc.Sure = oc.Ready && n.core.Status().Sure
+		oc.Sure = n.core.Sure()
 		if oc != n.lastOwner {
 			n.lastOwner = oc
 			n.cfg.OnOwnerChange(oc)

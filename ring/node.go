@@ -358,6 +358,10 @@ func (n *Node) IsOwner(key id.ID) bool {
 	return n.leasesFresh()
 }
 
+// Sure reports whether the node is ready and holds fresh keep-alive leases
+// from both immediate neighbours (Status().Sure, without building a Status).
+func (n *Node) Sure() bool { return n.Ready() && n.leasesFresh() }
+
 func (n *Node) leasesFresh() bool {
 	if l, ok := n.leaf.nearestLeft(); ok && !n.fresh(l) {
 		return false

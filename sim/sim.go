@@ -378,7 +378,6 @@ func oracleLeaf(sorted []id.ID, x id.ID, half int) []id.ID {
 func oracleTable(sorted []id.ID, x id.ID, rng *rand.Rand) []id.ID {
 	var out []id.ID
 	for r := 0; r < id.Digits; r++ {
-		found := false
 		for d := 0; d < 16; d++ {
 			if d == x.Digit(r) {
 				continue
@@ -388,17 +387,13 @@ func oracleTable(sorted []id.ID, x id.ID, rng *rand.Rand) []id.ID {
 			j := sort.Search(len(sorted), func(i int) bool { return hi.Less(sorted[i]) })
 			if j > i {
 				out = append(out, sorted[i+rng.Intn(j-i)])
-				found = true
 			}
 		}
 		// Stop once no other node shares the next prefix.
 		lo, hi := prefixRange(x, r, x.Digit(r))
 		i := sort.Search(len(sorted), func(i int) bool { return !sorted[i].Less(lo) })
 		j := sort.Search(len(sorted), func(i int) bool { return hi.Less(sorted[i]) })
-		if j-i <= 1 && !found {
-			break
-		}
-		if j-i <= 1 {
+		if j-i <= 1 { // no other node shares the next digit: deeper rows are empty
 			break
 		}
 	}
