@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -106,11 +107,44 @@ func (s *sender) open() (network.Stream, error) {
 	ctx, cancel := context.WithTimeout(s.t.ctx, s.t.cfg.DialTimeout)
 	defer cancel()
 	if addrs := s.dial.Load(); addrs != nil {
-		if err := s.t.host.Connect(ctx, peer.AddrInfo{ID: s.pid, Addrs: *addrs}); err != nil {
+		if err := s.connect(ctx, *addrs); err != nil {
 			return nil, err
 		}
 	}
 	return s.t.host.NewStream(ctx, s.pid, ProtocolID)
+}
+
+// dialAttempts bounds the dials open makes before it gives up on a peer.
+const dialAttempts = 3
+
+// connect dials the peer, trying again after a short random pause if a dial
+// fails. Two nodes that dial each other at the same instant from their
+// (reused) listening ports can meet in one TCP simultaneous open, where both
+// sides start the security handshake as initiator and both fail; the random
+// pauses make the retries miss each other, and the other side's dial may
+// have connected us meanwhile. Retries bypass libp2p's dial backoff, which
+// would otherwise refuse them outright for seconds.
+func (s *sender) connect(ctx context.Context, addrs []ma.Multiaddr) error {
+	info := peer.AddrInfo{ID: s.pid, Addrs: addrs}
+	var err error
+	for attempt := range dialAttempts {
+		if attempt > 0 {
+			if s.t.host.Network().Connectedness(s.pid) == network.Connected {
+				return nil
+			}
+			pause := time.Duration(attempt) * (10*time.Millisecond + rand.N(40*time.Millisecond))
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(pause):
+			}
+			ctx = network.WithForceDirectDial(ctx, "shoal: retry a failed dial")
+		}
+		if err = s.t.host.Connect(ctx, info); err == nil || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
 }
 
 // writeBatch writes first and whatever else is already queued, then
