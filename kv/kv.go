@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -215,8 +216,59 @@ func (k *KV) checkKey(key string) error {
 	return nil
 }
 
-// KeyID is the ring position of a key.
-func KeyID(key string) id.ID { return id.HashString("kv:" + key) }
+// KeyID is the ring position of a key. A key that starts with a hash tag,
+// "{tag}" followed by anything, is placed by its tag alone: every key
+// starting "{orders}" lives on the same owner and replicas, which lets a
+// service keep a group of keys together (a task queue keeps its tasks at
+// the queue's owner this way). Other keys are placed by the whole key.
+func KeyID(key string) id.ID {
+	if len(key) > 2 && key[0] == '{' {
+		if end := strings.IndexByte(key, '}'); end > 1 {
+			return id.HashString("kv:" + key[:end+1])
+		}
+	}
+	return id.HashString("kv:" + key)
+}
+
+// LocalItem is a key as this node's replica holds it; see KV.Local.
+type LocalItem struct {
+	Item
+	Deleted   bool // a tombstone
+	Committed bool // known to be on a majority; false: accepted here, maybe not chosen
+}
+
+type localReq struct {
+	Prefix string `json:"prefix"`
+}
+
+type localResp struct {
+	Items []localItem `json:"items"`
+}
+
+type localItem struct {
+	Key       string `json:"k"`
+	Value     []byte `json:"v,omitempty"`
+	Version   uint64 `json:"ver"`
+	Deleted   bool   `json:"del,omitempty"`
+	Committed bool   `json:"c,omitempty"`
+}
+
+// Local lists the keys starting with prefix that this node's own replica
+// holds, without asking anyone: no quorum, so an item may be stale, may be
+// a value that was never chosen, and keys this replica missed are absent.
+// It lets an owner rebuild an index of its keys cheaply after a restart or
+// a change of owner; confirm what matters with Get or a compare-and-set.
+func (k *KV) Local(ctx context.Context, prefix string) ([]LocalItem, error) {
+	var resp localResp
+	if err := k.n.CallNode(ctx, k.n.Self(), ServiceName, "local", localReq{Prefix: prefix}, &resp, node.WithRetry(service.NoRetry())); err != nil {
+		return nil, err
+	}
+	out := make([]LocalItem, len(resp.Items))
+	for i, it := range resp.Items {
+		out[i] = LocalItem{Item: Item{Key: it.Key, Value: it.Value, Version: it.Version}, Deleted: it.Deleted, Committed: it.Committed}
+	}
+	return out, nil
+}
 
 // opReq is a client's request to a key's owner.
 type opReq struct {

@@ -74,3 +74,46 @@ func TestBasicOperations(t *testing.T) {
 		}
 	})
 }
+
+// TestHashTagsAndLocal: keys sharing a "{tag}" prefix live on one owner,
+// and that owner's Local listing shows them with their versions.
+func TestHashTagsAndLocal(t *testing.T) {
+	if KeyID("{q}a") != KeyID("{q}b") || KeyID("{q}a") != KeyID("{q}") {
+		t.Fatal("keys with one hash tag have different IDs")
+	}
+	if KeyID("{}a") == KeyID("{}b") || KeyID("q}a") == KeyID("q}b") {
+		t.Fatal("an empty or unopened tag grouped keys")
+	}
+	synctest.Test(t, func(t *testing.T) {
+		const seed = 2
+		c := newCluster(t, seed, 5)
+		defer c.close()
+		ctx, cancel := ctxT(30 * time.Second)
+		defer cancel()
+		for i := range 20 {
+			if _, err := c.any().kv.Put(ctx, fmt.Sprintf("{grp}%02d", i), []byte{byte(i)}); err != nil {
+				t.Fatalf("seed %d: put: %v", seed, err)
+			}
+		}
+		if _, err := c.any().kv.Delete(ctx, "{grp}00"); err != nil {
+			t.Fatalf("seed %d: delete: %v", seed, err)
+		}
+		if _, err := c.any().kv.Put(ctx, "other", []byte("x")); err != nil {
+			t.Fatalf("seed %d: put: %v", seed, err)
+		}
+		own := c.owner("{grp}")
+		items, err := own.kv.Local(ctx, "{grp}")
+		if err != nil {
+			t.Fatalf("seed %d: local: %v", seed, err)
+		}
+		if len(items) != 20 {
+			t.Fatalf("seed %d: owner lists %d items, want 20", seed, len(items))
+		}
+		if !items[0].Deleted || items[0].Version != 2 || items[1].Deleted || items[1].Value[0] != 1 {
+			t.Fatalf("seed %d: listing %+v %+v", seed, items[0], items[1])
+		}
+		if _, err := own.kv.Local(ctx, "other"); err != nil {
+			t.Fatalf("seed %d: local: %v", seed, err)
+		}
+	})
+}

@@ -94,6 +94,7 @@ func (r *replica) service() *service.Service {
 		MaxRequest(2<<20). // a 1 MiB value, base64-encoded, in an envelope
 		Method("op", r.handleOp).
 		Method("placement", r.handlePlacement).
+		Method("local", r.handleLocal).
 		Method("prepare", r.handlePrepare).
 		Method("accept", r.handleAccept).
 		Method("confirm", r.handleConfirm).
@@ -531,6 +532,29 @@ func (r *replica) handlePlacement(c *service.Call) {
 		p.Replicas = rs
 	}
 	c.Reply(p)
+}
+
+// handleLocal lists this replica's records under a prefix, for the node
+// itself only (KV.Local).
+func (r *replica) handleLocal(c *service.Call) {
+	var q localReq
+	if err := c.Decode(&q); err != nil {
+		c.Fail(err)
+		return
+	}
+	if c.From().ID != r.self {
+		c.Fail(&service.Error{Code: service.CodeBadRequest, Message: "local listings are for the node itself"})
+		return
+	}
+	var resp localResp
+	for key, rec := range r.recs {
+		if !strings.HasPrefix(key, q.Prefix) || rec.State.Version == 0 {
+			continue
+		}
+		resp.Items = append(resp.Items, localItem{Key: key, Value: rec.State.Value, Version: rec.State.Version, Deleted: rec.State.Deleted, Committed: rec.Committed})
+	}
+	sort.Slice(resp.Items, func(i, j int) bool { return resp.Items[i].Key < resp.Items[j].Key })
+	c.Reply(resp)
 }
 
 func (r *replica) handleOp(c *service.Call) {
