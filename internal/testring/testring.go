@@ -209,14 +209,17 @@ func (c *Cluster) Crash(m *Member) {
 
 // Restart brings a crashed member back with its store.
 func (c *Cluster) Restart(m *Member) {
+	c.Net.Restart(m.ID, nil)
 	c.mu.Lock()
 	var boot []transport.Peer
 	for _, o := range c.liveLocked() {
-		boot = append(boot, o.Node.Self())
-		break
+		// Join through a member this one can reach (not one cut off).
+		if c.Net.Reachable(m.ID, o.ID) {
+			boot = append(boot, o.Node.Self())
+			break
+		}
 	}
 	c.mu.Unlock()
-	c.Net.Restart(m.ID, nil)
 	nm := c.start(m.ID, m.Store, false, boot)
 	c.mu.Lock()
 	*m = *nm
