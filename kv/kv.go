@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -31,8 +32,8 @@ type Config struct {
 	MaxValue int
 	// MaxKey is the longest key in bytes. Default 1 KiB.
 	MaxKey int
-	// Store keeps the replicas. Required: OpenBolt(dir) on real nodes,
-	// NewMemStore() in simulations.
+	// Store keeps the replicas. Required: OpenLog(dir, LogConfig{}) on
+	// real nodes, NewMemStore() in simulations.
 	Store Store
 	// SyncInterval is how often a node pulls the ranges it replicates from
 	// their other replicas (anti-entropy). Default 10s; ranges it has not
@@ -41,6 +42,14 @@ type Config struct {
 	// RoundTimeout bounds one replication round (prepare, accept, confirm).
 	// Default 2s.
 	RoundTimeout time.Duration
+	// ReadLease is how long a yes from a majority of a key's replicas to the
+	// owner's accept or confirm lets the owner answer linearizable reads
+	// without asking again (the replicas promise no other node meanwhile;
+	// docs/kv.md). Default 1s. Longer: fewer rounds; but a new owner of a
+	// key (after a crash or a join) waits up to this long before it can
+	// serve it, and a restarted node promises nothing for this long.
+	// Negative: no leases, every read is confirmed by a round.
+	ReadLease time.Duration
 	// Retry is the policy clients use to reach a key's owner. Default
 	// service.DefaultRetryPolicy().
 	Retry service.RetryPolicy
@@ -56,7 +65,7 @@ type Config struct {
 
 // DefaultConfig returns the defaults; set Store.
 func DefaultConfig() Config {
-	return Config{Replicas: 3, MaxValue: 1 << 20, MaxKey: 1 << 10, SyncInterval: 10 * time.Second, RoundTimeout: 2 * time.Second, Retry: service.DefaultRetryPolicy()}
+	return Config{Replicas: 3, MaxValue: 1 << 20, MaxKey: 1 << 10, SyncInterval: 10 * time.Second, RoundTimeout: 2 * time.Second, ReadLease: time.Second, Retry: service.DefaultRetryPolicy()}
 }
 
 // Validate reports the first setting that cannot work.
@@ -69,7 +78,7 @@ func (c Config) Validate() error {
 	case c.MaxKey < 1:
 		return fmt.Errorf("kv: MaxKey must be >= 1, got %d", c.MaxKey)
 	case c.Store == nil:
-		return fmt.Errorf("kv: Store is required (kv.OpenBolt(dir) or kv.NewMemStore())")
+		return fmt.Errorf("kv: Store is required (kv.OpenLog(dir, kv.LogConfig{}) or kv.NewMemStore())")
 	case c.SyncInterval <= 0:
 		return fmt.Errorf("kv: SyncInterval must be > 0, got %v", c.SyncInterval)
 	case c.RoundTimeout <= 0:
@@ -88,6 +97,8 @@ type KV struct {
 	cfg Config
 	log *slog.Logger
 	r   *replica // touched only on the service loop
+
+	view atomic.Pointer[cachedLayout] // for ownerByView, on callers' goroutines
 
 	stop chan struct{}
 	done chan struct{}
@@ -111,6 +122,9 @@ func New(n *node.Node, cfg Config) (*KV, error) {
 	}
 	if cfg.RoundTimeout == 0 {
 		cfg.RoundTimeout = d.RoundTimeout
+	}
+	if cfg.ReadLease == 0 {
+		cfg.ReadLease = d.ReadLease
 	}
 	if cfg.Retry == (service.RetryPolicy{}) {
 		cfg.Retry = d.Retry
@@ -290,29 +304,90 @@ type opResp struct {
 
 func (k *KV) do(ctx context.Context, req opReq) (opResp, error) {
 	var resp opResp
-	err := k.n.Call(ctx, KeyID(req.Key), ServiceName, "op", req, &resp, node.WithRetry(k.cfg.Retry), node.WithRequestID(req.Req))
+	kid := KeyID(req.Key)
+	if to, ok := k.ownerByView(kid); ok {
+		// One attempt straight to the owner this node's view names, saving
+		// the overlay's routing; the owner checks ownership by its own view
+		// either way. Anything but an answer falls back to the routed call,
+		// with the same request ID.
+		one := k.cfg.Retry
+		one.Attempts = 1
+		err := k.n.CallNode(ctx, to, ServiceName, "op", req, &resp, node.WithRetry(one), node.WithRequestID(req.Req))
+		if err == nil || !retryDirect(err) || ctx.Err() != nil {
+			return resp, k.opError(req, err)
+		}
+		resp = opResp{}
+	}
+	err := k.n.Call(ctx, kid, ServiceName, "op", req, &resp, node.WithRetry(k.cfg.Retry), node.WithRequestID(req.Req))
+	return resp, k.opError(req, err)
+}
+
+// retryDirect reports whether a failed direct call should be retried by
+// routing: anything but a definite answer from the service.
+func retryDirect(err error) bool {
+	var se *service.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case service.CodeApp, service.CodeBadRequest, service.CodeTooLarge:
+			return false
+		}
+	}
+	return true
+}
+
+// ownerByView returns the owner of a key by this node's view of the ring,
+// when the view settles it: it holds the whole ring, or the key falls
+// between two nodes of its window.
+func (k *KV) ownerByView(kid id.ID) (transport.Peer, bool) {
+	v := k.n.View()
+	if !v.Ready {
+		return transport.Peer{}, false
+	}
+	c := k.view.Load()
+	if c == nil || c.gen != v.Gen || c.l.self != v.Self.ID {
+		c = &cachedLayout{gen: v.Gen, l: newLayout(v, k.cfg.Replicas)}
+		k.view.Store(c)
+	}
+	l := c.l
+	if len(l.nodes) == 0 {
+		return transport.Peer{}, false
+	}
+	i := l.ownerIdx(kid)
+	if !l.whole && (i == 0 || i == len(l.nodes)-1) {
+		return transport.Peer{}, false
+	}
+	return l.nodes[i], true
+}
+
+type cachedLayout struct {
+	gen uint64
+	l   *layout
+}
+
+// opError maps a failed call to the store's errors.
+func (k *KV) opError(req opReq, err error) error {
 	if err != nil {
 		var se *service.Error
 		if errors.As(err, &se) {
 			switch se.Code {
 			case service.CodeApp:
 				if se.Message == ambiguousMsg {
-					return resp, ErrAmbiguous
+					return ErrAmbiguous
 				}
 			case service.CodeUnavailable, service.CodeOverloaded:
-				return resp, fmt.Errorf("%w: %s", ErrUnavailable, se.Message)
+				return fmt.Errorf("%w: %s", ErrUnavailable, se.Message)
 			case service.CodeBadRequest, service.CodeTooLarge:
 				if req.Op != "get" && len(req.Value) > k.cfg.MaxValue {
-					return resp, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(req.Value), k.cfg.MaxValue)
+					return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(req.Value), k.cfg.MaxValue)
 				}
 			}
 		}
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, node.ErrUndeliverable) {
-			return resp, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		return resp, err
+		return err
 	}
-	return resp, nil
+	return nil
 }
 
 // Get reads a key. It returns ErrNotFound if the key has no value.

@@ -5,8 +5,10 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math/rand"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -41,6 +43,12 @@ type replica struct {
 	lastFull   time.Time
 	maxSeen    int // largest ring seen, capped at r (persisted)
 	stuck      int // consecutive sync rounds that left a range unsynchronised
+
+	grants  map[string]grant // read leases this acceptor gave (lease.go)
+	started time.Time
+
+	refused      map[string]opResp // answers to refused conditional writes, by request ID
+	refusedOrder []string          // their IDs, oldest first
 }
 
 // leader is this node's state as owner of one key.
@@ -49,6 +57,7 @@ type leader struct {
 	ballot Ballot // zero: no promises held
 	maxObs uint64 // highest round seen from anyone
 	state  State  // latest state a majority holds
+	lease  lease  // while valid, reads need no round (lease.go)
 	busy   bool
 	queue  []*pendingOp
 }
@@ -59,7 +68,8 @@ type pendingOp struct {
 }
 
 func newReplica(k *KV) (*replica, error) {
-	r := &replica{k: k, self: k.n.ID(), recs: make(map[string]*Record), leaders: make(map[string]*leader)}
+	r := &replica{k: k, self: k.n.ID(), recs: make(map[string]*Record), leaders: make(map[string]*leader),
+		grants: make(map[string]grant), started: time.Now(), refused: make(map[string]opResp)}
 	recs, meta, err := k.cfg.Store.Load()
 	if err != nil {
 		return nil, err
@@ -148,14 +158,29 @@ func (r *replica) record(key string) *Record {
 
 // persist writes a copy of the record durably, then runs then on the loop.
 func (r *replica) persist(c *service.Call, rec Record, then func(err error)) {
-	rec.State.Value = append([]byte(nil), rec.State.Value...)
-	rec.State.Recent = append([]ReqVer(nil), rec.State.Recent...)
-	c.Go(func(context.Context) (any, error) { return nil, r.k.cfg.Store.Put(rec) }, func(_ any, err error) {
+	wait := r.submit(rec)
+	c.Go(func(context.Context) (any, error) { return nil, wait() }, func(_ any, err error) {
 		if err != nil {
 			r.k.log.Error("persisting a record failed", "key", rec.Key, "err", err)
 		}
 		then(err)
 	})
+}
+
+// submit hands records to the store in the order the loop changed them and
+// returns a wait for their durability, to call off the loop. A store that
+// cannot order submissions (no Append) gets copies written by the wait.
+func (r *replica) submit(recs ...Record) (wait func() error) {
+	if a, ok := r.k.cfg.Store.(appender); ok {
+		return a.Append(recs...)
+	}
+	cp := make([]Record, len(recs))
+	for i, rec := range recs {
+		rec.State.Value = append([]byte(nil), rec.State.Value...)
+		rec.State.Recent = append([]ReqVer(nil), rec.State.Recent...)
+		cp[i] = rec
+	}
+	return func() error { return r.k.cfg.Store.Put(cp...) }
 }
 
 // ---- acceptor -------------------------------------------------------------
@@ -185,21 +210,54 @@ func (r *replica) handlePrepare(c *service.Call) {
 		c.Fail(err)
 		return
 	}
-	elig := r.eligible(q.Key)
-	rec := r.record(q.Key)
-	if q.Ballot.Less(rec.Promised) {
-		c.Reply(ballotResp{Eligible: elig, Promised: rec.Promised})
+	resp, wait := r.prepareHere(q)
+	if wait == nil {
+		c.Reply(resp)
 		return
 	}
-	rec.Promised = q.Ballot
-	snap := *rec
-	r.persist(c, snap, func(err error) {
+	c.Go(func(context.Context) (any, error) { return nil, wait() }, func(_ any, err error) {
 		if err != nil {
+			r.k.log.Error("persisting a record failed", "key", q.Key, "err", err)
 			c.Fail(service.Unavailable(100*time.Millisecond, "replica could not write to disk"))
 			return
 		}
-		c.Reply(ballotResp{Eligible: elig, OK: true, Promised: snap.Promised, Accepted: snap.Accepted, State: snap.State, Committed: snap.Committed})
+		c.Reply(resp)
 	})
+}
+
+// prepareHere is this node's acceptor taking a prepare: the answer, and if
+// it promised, the wait for the promise's durability.
+func (r *replica) prepareHere(q ballotReq) (ballotResp, func() error) {
+	elig := r.eligible(q.Key)
+	rec := r.record(q.Key)
+	if q.Ballot.Less(rec.Promised) || r.leaseBlocks(q.Key, q.Ballot) {
+		return ballotResp{Eligible: elig, Promised: rec.Promised}, nil
+	}
+	rec.Promised = q.Ballot
+	snap := *rec
+	return ballotResp{Eligible: elig, OK: true, Promised: snap.Promised, Accepted: snap.Accepted, State: snap.State, Committed: snap.Committed}, r.submit(snap)
+}
+
+// here runs this node's own part of a round on the loop, at once, instead
+// of sending itself a message: it returns targets without this node and
+// the vote to count with the others' (waiting for durability, off the
+// loop), or targets unchanged and nil if this node is not among them.
+func (r *replica) here(targets []transport.Peer, f func() (ballotResp, func() error)) ([]transport.Peer, func() vote) {
+	i := slices.IndexFunc(targets, func(p transport.Peer) bool { return p.ID == r.self })
+	if i < 0 {
+		return targets, nil
+	}
+	rest := slices.Delete(slices.Clone(targets), i, i+1)
+	resp, wait := f()
+	self := r.self
+	return rest, func() vote {
+		if wait != nil {
+			if err := wait(); err != nil {
+				return vote{from: self, err: err}
+			}
+		}
+		return vote{from: self, resp: resp}
+	}
 }
 
 func (r *replica) handleAccept(c *service.Call) {
@@ -212,29 +270,40 @@ func (r *replica) handleAccept(c *service.Call) {
 		c.Fail(err)
 		return
 	}
-	rec := r.record(q.Key)
-	if q.Ballot.Less(rec.Promised) {
-		c.Reply(ballotResp{Eligible: true, Promised: rec.Promised})
+	resp, wait := r.acceptHere(q, r.sender(c))
+	if wait == nil {
+		c.Reply(resp)
 		return
 	}
+	c.Go(func(context.Context) (any, error) { return nil, wait() }, func(_ any, err error) {
+		if err != nil {
+			r.k.log.Error("persisting a record failed", "key", q.Key, "err", err)
+			c.Fail(service.Unavailable(100*time.Millisecond, "replica could not write to disk"))
+			return
+		}
+		c.Reply(resp)
+	})
+}
+
+// acceptHere is this node's acceptor taking an accept: the answer, and if
+// the record changed, the wait for its durability (the answer may be given
+// only once it returns nil).
+func (r *replica) acceptHere(q ballotReq, from id.ID) (ballotResp, func() error) {
+	rec := r.record(q.Key)
+	if q.Ballot.Less(rec.Promised) {
+		return ballotResp{Eligible: true, Promised: rec.Promised}, nil
+	}
+	r.grantLease(q.Key, q.Ballot, from)
 	if !newer(q.Ballot, q.State.Version, rec.Accepted, rec.State.Version) && !(q.Ballot == rec.Accepted && q.State.Version == rec.State.Version) {
 		// A duplicate of an older accept from this leader: we already hold
 		// something at least as new.
-		c.Reply(ballotResp{Eligible: true, OK: true, Promised: rec.Promised})
-		return
+		return ballotResp{Eligible: true, OK: true, Promised: rec.Promised}, nil
 	}
 	rec.Promised = q.Ballot
 	rec.Accepted = q.Ballot
 	rec.State = q.State
 	rec.Committed = false
-	snap := *rec
-	r.persist(c, snap, func(err error) {
-		if err != nil {
-			c.Fail(service.Unavailable(100*time.Millisecond, "replica could not write to disk"))
-			return
-		}
-		c.Reply(ballotResp{Eligible: true, OK: true, Promised: snap.Promised})
-	})
+	return ballotResp{Eligible: true, OK: true, Promised: rec.Promised}, r.submit(*rec)
 }
 
 func (r *replica) handleConfirm(c *service.Call) {
@@ -243,8 +312,26 @@ func (r *replica) handleConfirm(c *service.Call) {
 		c.Fail(err)
 		return
 	}
+	c.Reply(r.confirmHere(q, r.sender(c)))
+}
+
+// confirmHere is this node's acceptor answering a confirm.
+func (r *replica) confirmHere(q ballotReq, from id.ID) ballotResp {
 	rec := r.record(q.Key)
-	c.Reply(ballotResp{Eligible: r.eligible(q.Key), OK: !q.Ballot.Less(rec.Promised), Promised: rec.Promised})
+	ok := !q.Ballot.Less(rec.Promised)
+	if ok {
+		r.grantLease(q.Key, q.Ballot, from)
+	}
+	return ballotResp{Eligible: r.eligible(q.Key), OK: ok, Promised: rec.Promised}
+}
+
+// sender is the node a call came from (this node for calls from inside the
+// process).
+func (r *replica) sender(c *service.Call) id.ID {
+	if from := c.From().ID; from != (id.ID{}) {
+		return from
+	}
+	return r.self
 }
 
 func (r *replica) handleCommit(c *service.Call) {
@@ -253,10 +340,14 @@ func (r *replica) handleCommit(c *service.Call) {
 		c.Fail(err)
 		return
 	}
+	r.commitHere(q)
+	c.Reply(struct{}{})
+}
+
+func (r *replica) commitHere(q ballotReq) {
 	if rec := r.recs[q.Key]; rec != nil && rec.Accepted == q.Ballot && rec.State.Version == q.State.Version && !rec.Committed {
 		rec.Committed = true // written lazily: losing it only costs a re-accept
 	}
-	c.Reply(struct{}{})
 }
 
 // ---- sync and anti-entropy ------------------------------------------------
@@ -319,6 +410,7 @@ func (r *replica) merge(in Record) (Record, bool) {
 // (often) and all ranges (every SyncInterval).
 func (r *replica) handleTick(c *service.Call) {
 	defer c.Reply(struct{}{})
+	r.expireGrants()
 	if r.syncing || !r.k.n.View().Ready {
 		return
 	}
@@ -483,9 +575,13 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 		}
 		// Durable before the range counts as initialised for others.
 		meta := r.meta()
+		var wait func() error
+		if len(changed) > 0 {
+			wait = r.submit(changed...)
+		}
 		c.Go(func(context.Context) (any, error) {
-			if len(changed) > 0 {
-				if err := r.k.cfg.Store.Put(changed...); err != nil {
+			if wait != nil {
+				if err := wait(); err != nil {
 					return nil, err
 				}
 			}
@@ -615,7 +711,7 @@ func (r *replica) advance(c *service.Call, ld *leader) {
 			op.c.Fail(service.Unavailable(50*time.Millisecond, "ownership of %q moved", ld.key))
 		}
 		ld.queue = nil
-		ld.ballot = Ballot{}
+		ld.ballot, ld.lease = Ballot{}, lease{}
 		return
 	}
 	if ld.ballot.IsZero() {
@@ -624,10 +720,26 @@ func (r *replica) advance(c *service.Call, ld *leader) {
 	}
 	op := ld.queue[0]
 	q := op.req
+	if q.Op == "get" && r.leased(ld) {
+		// The lease says no one else can have written: answer from here.
+		ld.queue = ld.queue[1:]
+		op.c.Reply(opResp{Exists: ld.state.Exists(), Version: ld.state.Version, Value: ld.state.Value})
+		r.advance(c, ld)
+		return
+	}
 	if q.Op == "get" {
 		r.confirm(c, ld, rs, func() {
 			op.c.Reply(opResp{Exists: ld.state.Exists(), Version: ld.state.Version, Value: ld.state.Value})
 		})
+		return
+	}
+	if resp, ok := r.refused[q.Req]; ok && q.Req != "" {
+		// A copy of a conditional write this owner already refused (a
+		// duplicate, or an attempt that was overtaken by its retry): the
+		// same answer, never a late application.
+		ld.queue = ld.queue[1:]
+		op.c.Reply(resp)
+		r.advance(c, ld)
 		return
 	}
 	if v, seen := ld.state.lookup(q.Req); seen {
@@ -646,12 +758,45 @@ func (r *replica) advance(c *service.Call, ld *leader) {
 		r.advance(c, ld)
 		return
 	}
+	if mismatch && r.leased(ld) {
+		ld.queue = ld.queue[1:]
+		op.c.Reply(r.refuse(q.Req, opResp{Mismatch: true, Exists: ld.state.Exists(), Version: ld.state.Version}))
+		r.advance(c, ld)
+		return
+	}
 	if mismatch {
-		r.confirm(c, ld, rs, func() { op.c.Reply(opResp{Mismatch: true, Exists: ld.state.Exists(), Version: ld.state.Version}) })
+		r.confirm(c, ld, rs, func() {
+			op.c.Reply(r.refuse(q.Req, opResp{Mismatch: true, Exists: ld.state.Exists(), Version: ld.state.Version}))
+		})
 		return
 	}
 	next := ld.state.next(q.Req, q.Value, q.Op == "del")
 	r.accept(c, ld, rs, next, func() { op.c.Reply(opResp{Exists: !next.Deleted, Version: next.Version}) })
+}
+
+// maxRefused bounds the refused-requests memory.
+const maxRefused = 4096
+
+// refuse remembers the answer to a conditional write refused for its
+// condition, by request ID, and returns it. Without this, a second copy of
+// the request (a network duplicate, or a first attempt that arrives after
+// the client's retry was answered) could find the condition true later and
+// apply a write whose client was told it failed. (Found by the checker once
+// clients sent their requests straight to the owner, where the overlay's
+// duplicate suppression does not apply.)
+func (r *replica) refuse(req string, resp opResp) opResp {
+	if req == "" {
+		return resp
+	}
+	if _, ok := r.refused[req]; !ok {
+		if len(r.refusedOrder) >= maxRefused {
+			delete(r.refused, r.refusedOrder[0])
+			r.refusedOrder = r.refusedOrder[1:]
+		}
+		r.refusedOrder = append(r.refusedOrder, req)
+	}
+	r.refused[req] = resp
+	return resp
 }
 
 // fail ends the op at the head of the queue (or all of them) with err.
@@ -672,23 +817,37 @@ type vote struct {
 	err  error
 }
 
-// round sends req to every target in parallel and returns the votes once
+// round sends req to every target in parallel, counts local (this node's
+// own vote, if not nil) with theirs, and returns the votes once
 // enough(votes) holds, every target answered, or the round timed out.
-func (r *replica) round(method string, targets []transport.Peer, req ballotReq, enough func([]vote) bool) []vote {
-	if len(targets) == 0 {
+func (r *replica) round(method string, targets []transport.Peer, req ballotReq, enough func([]vote) bool, local func() vote) []vote {
+	n := len(targets)
+	if local != nil {
+		n++
+	}
+	if n == 0 {
 		return nil
 	}
-	ch := make(chan vote, len(targets))
+	ch := make(chan vote, n)
+	if local != nil {
+		go func() { ch <- local() }()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.k.cfg.RoundTimeout)
+	var body any = req
+	if len(targets) > 1 {
+		if raw, err := json.Marshal(req); err == nil {
+			body = json.RawMessage(raw) // encode the state once, not once per target
+		}
+	}
 	for _, p := range targets {
 		go func(p transport.Peer) {
 			var resp ballotResp
-			err := r.k.n.CallNode(ctx, p, ServiceName, method, req, &resp, node.WithRetry(service.RetryPolicy{Attempts: 3, PerAttempt: r.k.cfg.RoundTimeout / 3, Backoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Jitter: 0.2, Overall: r.k.cfg.RoundTimeout}))
+			err := r.k.n.CallNode(ctx, p, ServiceName, method, body, &resp, node.WithRetry(service.RetryPolicy{Attempts: 3, PerAttempt: r.k.cfg.RoundTimeout / 3, Backoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Jitter: 0.2, Overall: r.k.cfg.RoundTimeout}))
 			ch <- vote{p.ID, resp, err}
 		}(p)
 	}
 	var votes []vote
-	for range targets {
+	for range n {
 		votes = append(votes, <-ch)
 		if enough != nil && enough(votes) {
 			break
@@ -812,11 +971,12 @@ func (r *replica) prepare(c *service.Call, ld *leader, rs []transport.Peer) {
 		ok    bool
 		why   string
 	}
+	first, local := r.here(rs, func() (ballotResp, func() error) { return r.prepareHere(req) })
 	c.Go(func(context.Context) (any, error) {
 		var votes []vote
-		contacted := map[id.ID]bool{}
-		targets := rs
-		for iter := 0; iter < 6 && len(targets) > 0; iter++ {
+		contacted := map[id.ID]bool{r.self: true}
+		targets := first
+		for iter := 0; iter < 6 && (len(targets) > 0 || local != nil); iter++ {
 			for _, p := range targets {
 				contacted[p.ID] = true
 			}
@@ -828,7 +988,8 @@ func (r *replica) prepare(c *service.Call, ld *leader, rs []transport.Peer) {
 				return len(cfg) > 0 && okFrom(all, cfg) >= majority(len(cfg)) && (len(prev) == 0 || okFrom(all, prev) >= majority(len(prev)))
 			}
 			enough := func(vs []vote) bool { return validated(append(append([]vote(nil), votes...), vs...)) }
-			votes = append(votes, r.round("prepare", targets, req, enough)...)
+			votes = append(votes, r.round("prepare", targets, req, enough, local)...)
+			local = nil
 			bs := best(votes)
 			if cfg := bs.State.Cfg; len(cfg) > 0 {
 				if validated(votes) {
@@ -880,8 +1041,11 @@ func (r *replica) accept(c *service.Call, ld *leader, rs []transport.Peer, st St
 	enough := func(vs []vote) bool {
 		return okFrom(vs, rs) >= needNew && (len(old) == 0 || okFrom(vs, old) >= majority(len(old)))
 	}
+	req := ballotReq{Key: ld.key, Ballot: b, State: st}
+	targets, local := r.here(union(rs, old), func() (ballotResp, func() error) { return r.acceptHere(req, r.self) })
+	start := leaseStart()
 	c.Go(func(context.Context) (any, error) {
-		return r.round("accept", union(rs, old), ballotReq{Key: ld.key, Ballot: b, State: st}, enough), nil
+		return r.round("accept", targets, req, enough, local), nil
 	}, func(v any, _ error) {
 		ld.busy = false
 		votes := v.([]vote)
@@ -892,12 +1056,16 @@ func (r *replica) accept(c *service.Call, ld *leader, rs []transport.Peer, st St
 			// We may have lost the key to a newer ballot; re-prepare next
 			// time. The write may or may not have taken effect: the client
 			// retries with the same request ID and learns which.
-			ld.ballot = Ballot{}
+			ld.ballot, ld.lease = Ballot{}, lease{}
 			r.failHead(ld, r.noQuorum(ld.key, "write", votes, fmt.Sprintf("acceptance by %d of the new replicas and a majority of the previous %d", needNew, len(old))), done == nil)
 			r.advance(c, ld)
 			return
 		}
 		ld.state = st
+		ld.lease = lease{}
+		if okFrom(votes, st.Cfg) >= majority(len(st.Cfg)) {
+			ld.lease = r.leaseFrom(start)
+		}
 		r.trace("committed", ld.key, "ballot", b, "ver", st.Version, "cfg", peerIDs(st.Cfg), "old", peerIDs(old), "votes", voteSummary(votes))
 		if done != nil {
 			ld.queue = ld.queue[1:]
@@ -921,8 +1089,11 @@ func (r *replica) confirm(c *service.Call, ld *leader, rs []transport.Peer, ok f
 		need := r.quorum(rs)
 		enough = func(vs []vote) bool { return eligibleOK(vs) >= need }
 	}
+	req := ballotReq{Key: ld.key, Ballot: b}
+	targets, local := r.here(targets, func() (ballotResp, func() error) { return r.confirmHere(req, r.self), nil })
+	start := leaseStart()
 	c.Go(func(context.Context) (any, error) {
-		return r.round("confirm", targets, ballotReq{Key: ld.key, Ballot: b}, enough), nil
+		return r.round("confirm", targets, req, enough, local), nil
 	}, func(v any, _ error) {
 		ld.busy = false
 		votes := v.([]vote)
@@ -930,12 +1101,15 @@ func (r *replica) confirm(c *service.Call, ld *leader, rs []transport.Peer, ok f
 			if h := highest(votes); h.Round > ld.maxObs {
 				ld.maxObs = h.Round
 			}
-			ld.ballot = Ballot{}
+			ld.ballot, ld.lease = Ballot{}, lease{}
 			r.failHead(ld, r.noQuorum(ld.key, "read", votes, "confirmation by a majority of the key's configuration"), false)
 			r.advance(c, ld)
 			return
 		}
 		ld.queue = ld.queue[1:]
+		if len(cfg) > 0 && okFrom(votes, cfg) >= majority(len(cfg)) {
+			ld.lease = r.leaseFrom(start)
+		}
 		r.trace("confirmed", ld.key, "ballot", b, "ver", ld.state.Version, "cfg", peerIDs(cfg), "votes", voteSummary(votes))
 		ok()
 		r.advance(c, ld)
@@ -979,12 +1153,18 @@ func sortedPeers(ps []transport.Peer) []transport.Peer {
 	return out
 }
 
+// notifyCommit marks the state committed here and tells the other replicas,
+// after the client has its answer.
 func (r *replica) notifyCommit(rs []transport.Peer, req ballotReq) {
 	for _, p := range rs {
+		if p.ID == r.self {
+			r.commitHere(req)
+			continue
+		}
 		go func(p transport.Peer) {
 			ctx, cancel := context.WithTimeout(context.Background(), r.k.cfg.RoundTimeout)
 			defer cancel()
-			_ = r.k.n.CallNode(ctx, p, ServiceName, "commit", req, nil, node.WithRetry(service.NoRetry()))
+			_ = r.k.n.NotifyNode(ctx, p, ServiceName, "commit", req)
 		}(p)
 	}
 }

@@ -96,25 +96,25 @@ type want struct {
 func TestRestartWholeRing(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		bolt  bool
+		disk  bool
 		crash bool
 		gap   time.Duration // between restarts
 	}{
 		{"memstore/crash", false, true, 300 * time.Millisecond},
 		{"memstore/leave", false, false, 300 * time.Millisecond},
-		{"bolt/crash", true, true, 300 * time.Millisecond},
-		{"bolt/leave", true, false, 300 * time.Millisecond},
-		{"bolt/crash/all-at-once", true, true, 0},
+		{"disk/crash", true, true, 300 * time.Millisecond},
+		{"disk/leave", true, false, 300 * time.Millisecond},
+		{"disk/crash/all-at-once", true, true, 0},
 	} {
 		for _, seed := range []int64{21, 22} {
 			t.Run(fmt.Sprintf("%s/seed-%d", tc.name, seed), func(t *testing.T) {
-				synctest.Test(t, func(t *testing.T) { testRestartWholeRing(t, seed, tc.bolt, tc.crash, tc.gap) })
+				synctest.Test(t, func(t *testing.T) { testRestartWholeRing(t, seed, tc.disk, tc.crash, tc.gap) })
 			})
 		}
 	}
 }
 
-func testRestartWholeRing(t *testing.T, seed int64, bolt, crash bool, restartGap time.Duration) {
+func testRestartWholeRing(t *testing.T, seed int64, disk, crash bool, restartGap time.Duration) {
 	const nodes, keys = 5, 24
 	rng := rand.New(rand.NewSource(seed))
 	// The first start spaces joins: nodes joining faster than their stores
@@ -131,10 +131,10 @@ func testRestartWholeRing(t *testing.T, seed int64, bolt, crash bool, restartGap
 		dirs[i] = t.TempDir()
 	}
 	r.open = func(i int) Store {
-		if !bolt {
+		if !disk {
 			return mem[i]
 		}
-		s, err := OpenBolt(dirs[i])
+		s, err := OpenLog(dirs[i], LogConfig{})
 		if err != nil {
 			t.Fatalf("seed %d: open the store of node %d: %v", seed, i, err)
 		}

@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 // Store keeps a node's replicas durably. Put returns only once the records
 // are on stable storage (fsync), which is what lets a replica acknowledge.
+// OpenLog gives the store real nodes use; NewMemStore one for tests.
 type Store interface {
 	// Load returns every record and the metadata, at start.
 	Load() ([]Record, Meta, error)
@@ -33,102 +35,75 @@ type Meta struct {
 	MaxSeen int `json:"max_seen"`
 }
 
+// appender is a Store that fixes the order of writes when they are
+// submitted and lets the caller wait for durability apart. The replica
+// submits on its service loop, in the order it changed its records, and
+// waits off the loop; with Put from several goroutines, two writes of one
+// key could reach the disk in the opposite order and a restart would
+// resurrect the older one. LogStore and MemStore implement it.
+type appender interface {
+	Append(recs ...Record) (wait func() error)
+}
+
 var (
 	bucketRecords = []byte("records")
 	bucketMeta    = []byte("meta")
 	keyMeta       = []byte("meta")
 )
 
-// BoltStore is a Store in a bbolt file (DIR/kv.db). bbolt fsyncs every
-// committed transaction; Puts that arrive while a commit is in flight are
-// grouped into the next transaction (bbolt's Batch), so they share its
-// fsync. The freelist is rebuilt at open instead of written on every commit.
-type BoltStore struct {
-	db *bolt.DB
-}
-
-// OpenBolt opens or creates DIR/kv.db.
-func OpenBolt(dir string) (*BoltStore, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("kv: data directory %s: %w", dir, err)
+// migrateBolt turns the previous version's store (a bbolt file, DIR/kv.db)
+// into the first snapshot of a LogStore, if the directory has one and no
+// snapshot or log yet, then removes it. The snapshot is durable before the
+// file goes: a crash in between migrates again.
+func (s *LogStore) migrateBolt() error {
+	path := filepath.Join(s.dir, boltName)
+	if _, err := os.Stat(path); err != nil {
+		return nil
 	}
-	path := filepath.Join(dir, "kv.db")
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2e9, NoFreelistSync: true})
+	gens, err := listLogs(s.dir)
 	if err != nil {
-		return nil, fmt.Errorf("kv: open %s: %w (is another node using this data directory?)", path, err)
-	}
-	// Commit a batch as soon as the committer is free: writes that arrive
-	// while a commit is in flight still share the next one (group commit),
-	// but a lone write no longer waits bbolt's default 10ms for company.
-	db.MaxBatchDelay = 0
-	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketRecords); err != nil {
-			return err
-		}
-		_, err := tx.CreateBucketIfNotExists(bucketMeta)
 		return err
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("kv: init %s: %w", path, err)
 	}
-	return &BoltStore{db: db}, nil
-}
-
-// Load reads everything.
-func (s *BoltStore) Load() ([]Record, Meta, error) {
-	var recs []Record
-	var meta Meta
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketMeta).Get(keyMeta); b != nil {
-			if err := json.Unmarshal(b, &meta); err != nil {
-				return fmt.Errorf("kv: corrupt metadata: %w", err)
+	if _, err := os.Stat(filepath.Join(s.dir, snapName)); err == nil || len(gens) > 0 {
+		return fmt.Errorf("kv: %s holds both a bbolt file (%s) from an earlier version and a log; remove one (the log is newer)", s.dir, boltName)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("kv: open %s to migrate it: %w", path, err)
+	}
+	im := newImage()
+	err = db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketMeta); b != nil {
+			if m := b.Get(keyMeta); m != nil {
+				im.meta = append([]byte(nil), m...)
 			}
 		}
-		return tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
+		b := tx.Bucket(bucketRecords)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
 			var r Record
 			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("kv: corrupt record %q: %w", k, err)
+				return fmt.Errorf("corrupt record %q: %w", k, err)
 			}
-			recs = append(recs, r)
+			im.recs[r.Key] = append([]byte(nil), v...)
 			return nil
 		})
 	})
-	return recs, meta, err
-}
-
-// Put writes records in one (batched) transaction.
-func (s *BoltStore) Put(recs ...Record) error {
-	enc := make([][]byte, len(recs))
-	for i, r := range recs {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		enc[i] = b
-	}
-	return s.db.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRecords)
-		for i, r := range recs {
-			if err := b.Put([]byte(r.Key), enc[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// PutMeta writes the metadata.
-func (s *BoltStore) PutMeta(m Meta) error {
-	b, err := json.Marshal(m)
+	db.Close()
 	if err != nil {
-		return err
+		return fmt.Errorf("kv: migrate %s: %w", path, err)
 	}
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyMeta, b) })
+	if _, err := writeSnapshot(s.dir, 1, im); err != nil {
+		return fmt.Errorf("kv: migrate %s: write the snapshot: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("kv: migrated %s but cannot remove it: %w", path, err)
+	}
+	s.log.Info("migrated the bbolt store to the log", "dir", s.dir, "records", len(im.recs))
+	return syncDir(s.dir)
 }
-
-// Close closes the file.
-func (s *BoltStore) Close() error { return s.db.Close() }
 
 // MemStore is a Store in memory, for tests and simulations: every Put is
 // "durable" at once, and the store survives a simulated crash of its node
@@ -171,6 +146,13 @@ func (s *MemStore) PutMeta(m Meta) error {
 	defer s.mu.Unlock()
 	s.meta = Meta{Init: append([]span(nil), m.Init...), MaxSeen: m.MaxSeen}
 	return nil
+}
+
+// Append stores copies at once (MemStore is "durable" on return) and
+// returns a wait that has nothing to wait for.
+func (s *MemStore) Append(recs ...Record) func() error {
+	_ = s.Put(recs...)
+	return func() error { return nil }
 }
 
 // Close does nothing.

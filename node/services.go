@@ -106,6 +106,30 @@ func (n *Node) Notify(ctx context.Context, key id.ID, svc, method string, req an
 	return n.do(ctx, func() { n.core.Route(time.Now(), key, f) })
 }
 
+// NotifyNode is Notify to a known node instead of a key's owner: one
+// message, no answer, best effort.
+func (n *Node) NotifyNode(ctx context.Context, to transport.Peer, svc, method string, req any) error {
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	p, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("node: %s.%s: request is not JSON: %w", svc, method, err)
+	}
+	frame, err := service.EncodeEnvelope(service.Envelope{Service: svc, Method: method, OneWay: true, Deadline: deadlineOf(ctx), Payload: p})
+	if err != nil {
+		return err
+	}
+	if len(frame) > n.cfg.MaxMessage {
+		return &service.Error{Code: service.CodeTooLarge, Message: fmt.Sprintf("request of %d bytes exceeds the limit of %d", len(frame), n.cfg.MaxMessage)}
+	}
+	if to.ID == n.self.ID {
+		n.enqueue(&Message{From: n.self, Payload: frame, Direct: true, n: n, service: true})
+		return nil
+	}
+	return n.tr.Send(ctx, to, appFrame{kind: kindSvcOneWay, deadline: deadlineOf(ctx), data: frame}.append([]byte{chanDirect}))
+}
+
 func (n *Node) call(ctx context.Context, key *id.ID, to *transport.Peer, svc, method string, req, resp any, opts []CallOption) error {
 	o := callOpts{policy: service.DefaultRetryPolicy()}
 	for _, f := range opts {

@@ -691,7 +691,7 @@ func TestBadServiceInput(t *testing.T) {
 }
 
 // CallNode reaches a known node (itself included), Notify reaches the
-// key's owner one way, and a call whose deadline passes while it waits
+// key's owner one way, NotifyNode a known node one way, and a call whose deadline passes while it waits
 // behind a slow request is never run.
 func TestCallNodeNotifyAndDeadlines(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -753,6 +753,21 @@ func TestCallNodeNotifyAndDeadlines(t *testing.T) {
 			mu.Unlock()
 			if len(got) == 0 || got[len(got)-1] != fmt.Sprint("note-", i) || total != i+1 {
 				t.Fatalf("seed %d: note %d for %s should be at its owner %s once: %v", seed, i, key.Short(), owner, notes)
+			}
+		}
+
+		// NotifyNode reaches the node named, itself included, once.
+		for i, to := range r.nodes {
+			note := fmt.Sprint("direct-", i)
+			if err := a.NotifyNode(ctx, to.Self(), "misc", "note", note); err != nil {
+				t.Fatalf("seed %d: NotifyNode: %v", seed, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			mu.Lock()
+			got := notes[to.ID().Short()]
+			mu.Unlock()
+			if len(got) == 0 || got[len(got)-1] != note {
+				t.Fatalf("seed %d: NotifyNode %q to %s: it has %v", seed, note, to.ID().Short(), got)
 			}
 		}
 

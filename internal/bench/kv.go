@@ -208,7 +208,7 @@ type KVResult struct {
 //  2. bare: the libp2p new-stream request/response round trip
 //     (p2pbench.NewStream), one caller, a Value-sized payload.
 //  3. a ring of cfg.Nodes nodes over transport/p2p on 127.0.0.1/tcp ('local'
-//     ring profile), each with kv on its own bbolt file, joining one at a
+//     ring profile), each with kv on its own log store (kv.OpenLog), joining one at a
 //     time (startKVRing); cfg.Keys keys are written and read back, then
 //     three phases from
 //     cfg.Concurrency callers, each operation from a random node on a
@@ -381,7 +381,7 @@ type kvWorker struct {
 func startKVRing(ctx context.Context, cfg KVConfig, dir string) (*kvRing, error) {
 	setup, cancel := context.WithTimeout(ctx, setupTimeout+time.Duration(cfg.Nodes)*5*time.Second+time.Duration(cfg.Keys)*5*time.Millisecond)
 	defer cancel()
-	cfg.Progress(fmt.Sprintf("ring: starting %d nodes on 127.0.0.1 one at a time, kv on bbolt under %s", cfg.Nodes, dir))
+	cfg.Progress(fmt.Sprintf("ring: starting %d nodes on 127.0.0.1 one at a time, kv on log stores under %s", cfg.Nodes, dir))
 	r := &kvRing{keys: make([]string, cfg.Keys), versions: make([]atomic.Uint64, cfg.Keys)}
 	var boot []transport.Peer
 	for i := range cfg.Nodes {
@@ -394,7 +394,7 @@ func startKVRing(ctx context.Context, cfg KVConfig, dir string) (*kvRing, error)
 		if i == 0 {
 			boot = []transport.Peer{n.Self()}
 		}
-		store, err := kv.OpenBolt(filepath.Join(dir, fmt.Sprintf("node-%03d", i+1)))
+		store, err := kv.OpenLog(filepath.Join(dir, fmt.Sprintf("node-%03d", i+1)), kv.LogConfig{})
 		if err != nil {
 			return r, err
 		}

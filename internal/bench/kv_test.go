@@ -14,7 +14,7 @@ import (
 // figure is filled in and consistent. Nothing is asserted about speed.
 func TestKVShortRun(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a libp2p ring with bbolt stores")
+		t.Skip("starts a libp2p ring with on-disk stores")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -1,0 +1,70 @@
+package kv
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/shoal-p2p/shoal/id"
+	"github.com/shoal-p2p/shoal/node"
+	"github.com/shoal-p2p/shoal/service"
+)
+
+// TestReadLease: after a write, the key's replicas refuse to promise any
+// other node for ReadLease; the owner answers reads from its state without
+// a round meanwhile (even cut off from everyone), and not after.
+func TestReadLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const seed, key = 5, "leased"
+		c := newCluster(t, seed, 5)
+		defer c.close()
+		ctx, cancel := ctxT(30 * time.Second)
+		defer cancel()
+		if _, err := c.any().kv.Put(ctx, key, []byte("v1")); err != nil {
+			t.Fatalf("seed %d: put: %v", seed, err)
+		}
+		owner := c.owner(key)
+		p, err := owner.kv.Placement(ctx, key)
+		if err != nil || len(p.Replicas) != 3 || p.Replicas[0].ID != owner.id {
+			t.Fatalf("seed %d: placement %+v: %v", seed, p, err)
+		}
+		a, b := p.Replicas[1], p.Replicas[2]
+		prepare := func() ballotResp {
+			var resp ballotResp
+			req := ballotReq{Key: key, Ballot: Ballot{Round: 1 << 40, Node: a.ID}}
+			if err := c.members[a.ID].n.CallNode(ctx, b, ServiceName, "prepare", req, &resp, node.WithRetry(service.NoRetry())); err != nil {
+				t.Fatalf("seed %d: prepare: %v", seed, err)
+			}
+			return resp
+		}
+		if prepare().OK {
+			t.Fatalf("seed %d: a replica promised another node while the owner held a read lease", seed)
+		}
+
+		var others []id.ID
+		for _, m := range c.live() {
+			if m.id != owner.id {
+				others = append(others, m.id)
+			}
+		}
+		c.net.Partition([]id.ID{owner.id}, others)
+		gctx, gcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		it, err := owner.kv.Get(gctx, key)
+		gcancel()
+		if err != nil || string(it.Value) != "v1" {
+			t.Fatalf("seed %d: the owner, cut off but holding a lease, read %+v, %v; want v1 without a round", seed, it, err)
+		}
+		time.Sleep(DefaultConfig().ReadLease)
+		gctx, gcancel = context.WithTimeout(ctx, time.Second)
+		it, err = owner.kv.Get(gctx, key)
+		gcancel()
+		if err == nil {
+			t.Fatalf("seed %d: the owner, cut off, answered %+v after its lease ran out", seed, it)
+		}
+		c.net.Heal()
+		if !prepare().OK {
+			t.Fatalf("seed %d: a replica still refused to promise after the lease ran out", seed)
+		}
+	})
+}

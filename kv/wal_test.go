@@ -1,0 +1,466 @@
+package kv
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/shoal-p2p/shoal/id"
+)
+
+func testRecord(key string, ver uint64, val string) Record {
+	return Record{Key: key, Promised: Ballot{Round: ver, Node: id.ID{1}}, Accepted: Ballot{Round: ver, Node: id.ID{1}},
+		State: State{Version: ver, Value: []byte(val), Recent: []ReqVer{{Req: fmt.Sprintf("req-%d", ver), Ver: ver}}}}
+}
+
+func openLogT(t *testing.T, dir string, cfg LogConfig) *LogStore {
+	t.Helper()
+	s, err := OpenLog(dir, cfg)
+	if err != nil {
+		t.Fatalf("open %s: %v", dir, err)
+	}
+	return s
+}
+
+// loadMap loads a store into key -> record.
+func loadMap(t *testing.T, s Store) (map[string]Record, Meta) {
+	t.Helper()
+	recs, meta, err := s.Load()
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	m := map[string]Record{}
+	for _, r := range recs {
+		m[r.Key] = r
+	}
+	return m, meta
+}
+
+func sameRecord(a, b Record) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}
+
+func TestLogStoreReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openLogT(t, dir, LogConfig{})
+	want := map[string]Record{}
+	for i := range 50 {
+		r := testRecord(fmt.Sprintf("k%d", i%20), uint64(i+1), fmt.Sprintf("v%d", i))
+		if err := s.Put(r); err != nil {
+			t.Fatal(err)
+		}
+		want[r.Key] = r
+	}
+	meta := Meta{Init: []span{{Lo: id.ID{1}, Hi: id.ID{2}}}, MaxSeen: 3}
+	if err := s.PutMeta(meta); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(testRecord("late", 1, "x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("put after close: %v, want ErrClosed", err)
+	}
+	s = openLogT(t, dir, LogConfig{})
+	defer s.Close()
+	got, gotMeta := loadMap(t, s)
+	if len(got) != len(want) {
+		t.Fatalf("reopened store has %d records, want %d", len(got), len(want))
+	}
+	for k, w := range want {
+		if !sameRecord(got[k], w) {
+			t.Errorf("%s: got %+v, want %+v", k, got[k], w)
+		}
+	}
+	if gotMeta.MaxSeen != 3 || len(gotMeta.Init) != 1 {
+		t.Errorf("meta: got %+v, want %+v", gotMeta, meta)
+	}
+}
+
+func TestLogStoreDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	s := openLogT(t, dir, LogConfig{})
+	defer s.Close()
+	if s2, err := OpenLog(dir, LogConfig{}); err == nil {
+		s2.Close()
+		t.Fatal("a second store opened the same directory")
+	}
+}
+
+// lastLog returns the path of the newest log file in dir that has data.
+func lastLog(t *testing.T, dir string) string {
+	t.Helper()
+	gens, err := listLogs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(gens) - 1; i >= 0; i-- {
+		p := filepath.Join(dir, logName(gens[i]))
+		if _, _, end, _ := readLogFile(t, p, gens[i]); end > 0 {
+			return p
+		}
+	}
+	t.Fatal("no log with data")
+	return ""
+}
+
+func readLogFile(t *testing.T, path string, gen uint64) ([]byte, [][]byte, int, error) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return readAllFrames(f, gen)
+}
+
+// TestLogStoreTornTail: a crash in the middle of a group write leaves part
+// of the last frame (or garbage) at the end of the log. The store opens
+// with every whole frame before it, drops the torn one, and appends after
+// the cut.
+func TestLogStoreTornTail(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tear func(b []byte, lastStart int) []byte
+	}{
+		{"cut-in-payload", func(b []byte, at int) []byte { return b[:len(b)-7] }},
+		{"cut-in-header", func(b []byte, at int) []byte { return b[:at+5] }},
+		{"flipped-byte", func(b []byte, at int) []byte { b[len(b)-3] ^= 0xff; return b }},
+		{"garbage-after", func(b []byte, at int) []byte { return append(b, 0x13, 0, 0, 0, 1, 2, 3, 4, 9) }},
+		{"zeroed-payload", func(b []byte, at int) []byte {
+			for i := at + frameHeader; i < len(b); i++ {
+				b[i] = 0
+			}
+			return b
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := openLogT(t, dir, LogConfig{})
+			for i := 1; i <= 5; i++ {
+				if err := s.Put(testRecord(fmt.Sprintf("k%d", i), uint64(i), "v")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+			path := lastLog(t, dir)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gen := genOf(t, path)
+			_, payloads, end, _ := readLogFile(t, path, gen)
+			if len(payloads) != 5 {
+				t.Fatalf("log holds %d frames, want 5", len(payloads))
+			}
+			b = b[:end]
+			lastStart := end - (frameHeader + 1 + len(payloads[4]))
+			torn := tc.tear(append([]byte(nil), b...), lastStart)
+			if err := os.WriteFile(path, torn, 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			s = openLogT(t, dir, LogConfig{})
+			got, _ := loadMap(t, s)
+			wantN := 4
+			if tc.name == "garbage-after" {
+				wantN = 5 // the last frame is whole; only what follows is cut
+			}
+			if len(got) != wantN {
+				t.Fatalf("after a torn write: %d records, want %d", len(got), wantN)
+			}
+			if tc.name != "garbage-after" && s.Stats().TornBytes == 0 {
+				t.Error("TornBytes = 0 after cutting a torn frame")
+			}
+			if _, ok := got["k5"]; ok != (wantN == 5) {
+				t.Fatalf("k5 present = %v, want %v", ok, wantN == 5)
+			}
+			// Writes continue, and survive another reopen with the cut
+			// frames gone for good.
+			if err := s.Put(testRecord("k6", 6, "v")); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			s = openLogT(t, dir, LogConfig{})
+			defer s.Close()
+			got, _ = loadMap(t, s)
+			if len(got) != wantN+1 || got["k6"].State.Version != 6 {
+				t.Fatalf("after writing on: %d records (k6 %+v), want %d", len(got), got["k6"], wantN+1)
+			}
+			if s.Stats().TornBytes != 0 {
+				t.Errorf("second open cut %d more bytes", s.Stats().TornBytes)
+			}
+		})
+	}
+}
+
+func genOf(t *testing.T, path string) uint64 {
+	t.Helper()
+	var g uint64
+	if _, err := fmt.Sscanf(filepath.Base(path), "log-%016x", &g); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// TestLogStoreDamageNotAtTail: damage in a log that is not the last one is
+// not a torn write; the store refuses to open rather than drop or serve it.
+func TestLogStoreDamageNotAtTail(t *testing.T) {
+	dir := t.TempDir()
+	s := openLogT(t, dir, LogConfig{})
+	if err := s.Put(testRecord("a", 1, "v")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	first := lastLog(t, dir)
+	s = openLogT(t, dir, LogConfig{}) // a new generation
+	if err := s.Put(testRecord("b", 1, "v")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	b, _ := os.ReadFile(first)
+	b[frameHeader+3] ^= 0x40
+	os.WriteFile(first, b, 0o600)
+	if s, err := OpenLog(dir, LogConfig{}); err == nil {
+		s.Close()
+		t.Fatal("opened a store whose older log is damaged")
+	}
+}
+
+// TestLogStoreCompaction: after many writes the store writes snapshots and
+// drops old logs; reopening (snapshot plus the logs after it) gives the
+// latest record of every key, including writes made while a snapshot was
+// being written.
+func TestLogStoreCompaction(t *testing.T) {
+	dir := t.TempDir()
+	cfg := LogConfig{CompactBytes: 8 << 10, PreallocBytes: 4 << 10}
+	s := openLogT(t, dir, cfg)
+	want := map[string]Record{}
+	for i := range 600 {
+		r := testRecord(fmt.Sprintf("k%d", i%37), uint64(i+1), fmt.Sprintf("value-%d", i))
+		if err := s.Put(r); err != nil {
+			t.Fatal(err)
+		}
+		want[r.Key] = r
+	}
+	if err := s.PutMeta(Meta{MaxSeen: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Stats().Snapshots; n < 2 {
+		t.Fatalf("%d snapshots written, want several", n)
+	}
+	if _, err := os.Stat(filepath.Join(dir, snapName)); err != nil {
+		t.Fatal(err)
+	}
+	gens, _ := listLogs(dir)
+	if len(gens) > 3 {
+		t.Errorf("%d logs left after compaction: %v", len(gens), gens)
+	}
+	check := func(s *LogStore) {
+		got, meta := loadMap(t, s)
+		if len(got) != len(want) || meta.MaxSeen != 2 {
+			t.Fatalf("reopened: %d records (meta %+v), want %d", len(got), meta, len(want))
+		}
+		for k, w := range want {
+			if !sameRecord(got[k], w) {
+				t.Fatalf("%s: got %+v, want %+v", k, got[k], w)
+			}
+		}
+	}
+	s = openLogT(t, dir, cfg)
+	check(s)
+	// A compaction interrupted after the rename but before the old logs
+	// were removed: a stale log older than the snapshot is ignored.
+	stale := filepath.Join(dir, logName(0))
+	os.WriteFile(stale, appendFrame(nil, 0, frameRecord, mustJSON(t, testRecord("k1", 1, "stale"))), 0o600)
+	s.Close()
+	s = openLogT(t, dir, cfg)
+	defer s.Close()
+	check(s)
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale log not removed: %v", err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestLogStoreSharedSync: Puts from many goroutines at once are written in
+// far fewer groups (fdatasyncs) than Puts, and all are durable.
+func TestLogStoreSharedSync(t *testing.T) {
+	dir := t.TempDir()
+	s := openLogT(t, dir, LogConfig{})
+	const writers, each = 16, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				errs <- s.Put(testRecord(fmt.Sprintf("w%d-%d", w, i), 1, "v"))
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.Stats()
+	t.Logf("%d frames in %d groups", st.Frames, st.Groups)
+	if st.Frames != writers*each || st.Groups >= st.Frames {
+		t.Fatalf("%d frames in %d groups: writers did not share syncs", st.Frames, st.Groups)
+	}
+	s.Close()
+	s = openLogT(t, dir, LogConfig{})
+	defer s.Close()
+	if got, _ := loadMap(t, s); len(got) != writers*each {
+		t.Fatalf("%d records after reopening, want %d", len(got), writers*each)
+	}
+}
+
+// TestLogStoreAppendOrder: writes of one key are applied in the order
+// Append was called, whatever order their waits run in.
+func TestLogStoreAppendOrder(t *testing.T) {
+	dir := t.TempDir()
+	s := openLogT(t, dir, LogConfig{})
+	var waits []func() error
+	for v := uint64(1); v <= 100; v++ {
+		waits = append(waits, s.Append(testRecord("k", v, "v")))
+	}
+	for i := len(waits) - 1; i >= 0; i-- {
+		if err := waits[i](); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s = openLogT(t, dir, LogConfig{})
+	defer s.Close()
+	if got, _ := loadMap(t, s); got["k"].State.Version != 100 {
+		t.Fatalf("k at version %d after reopening, want 100", got["k"].State.Version)
+	}
+}
+
+// TestLogStoreMigratesBolt: a data directory of the previous version (a
+// bbolt file) opens with its records and metadata, and the bbolt file is
+// gone once the snapshot holds them.
+func TestLogStoreMigratesBolt(t *testing.T) {
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, boltName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Record{}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketRecords)
+		if err != nil {
+			return err
+		}
+		for i := range 10 {
+			r := testRecord(fmt.Sprintf("k%d", i), uint64(i+1), "old")
+			want[r.Key] = r
+			if err := b.Put([]byte(r.Key), mustJSON(t, r)); err != nil {
+				return err
+			}
+		}
+		m, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		return m.Put(keyMeta, mustJSON(t, Meta{MaxSeen: 3}))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openLogT(t, dir, LogConfig{})
+	got, meta := loadMap(t, s)
+	if len(got) != 10 || meta.MaxSeen != 3 || !sameRecord(got["k3"], want["k3"]) {
+		t.Fatalf("migrated: %d records, meta %+v, k3 %+v", len(got), meta, got["k3"])
+	}
+	if _, err := os.Stat(filepath.Join(dir, boltName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("bbolt file still there after migration: %v", err)
+	}
+	if err := s.Put(testRecord("k3", 9, "new")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openLogT(t, dir, LogConfig{})
+	defer s.Close()
+	if got, _ := loadMap(t, s); len(got) != 10 || got["k3"].State.Version != 9 {
+		t.Fatalf("after migration and a write: %d records, k3 at v%d", len(got), got["k3"].State.Version)
+	}
+}
+
+// FuzzDecodeFrame: the frame decoder never panics on garbage, accepts only
+// what it can re-encode identically, and round-trips what appendFrame wrote.
+func FuzzDecodeFrame(f *testing.F) {
+	f.Add(appendFrame(nil, 7, frameRecord, []byte(`{"key":"a"}`)), uint64(7))
+	f.Add(appendFrame(nil, 1, frameMeta, []byte(`{}`)), uint64(2))
+	f.Add([]byte{0, 0, 0, 0, 1, 2}, uint64(0))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1}, uint64(0))
+	f.Fuzz(func(t *testing.T, b []byte, gen uint64) {
+		typ, payload, n, err := decodeFrame(b, gen)
+		if err == nil {
+			if n > len(b) || !bytes.Equal(appendFrame(nil, gen, typ, payload), b[:n]) {
+				t.Fatalf("accepted a frame that does not re-encode to its bytes")
+			}
+			if _, _, _, err := decodeFrame(b[:n], gen+1); err == nil {
+				t.Fatalf("a frame passed under another generation")
+			}
+		}
+		// Round trip of the input as a payload.
+		enc := appendFrame(nil, gen, frameRecord, b)
+		typ, payload, n, err = decodeFrame(enc, gen)
+		if err != nil || typ != frameRecord || n != len(enc) || !bytes.Equal(payload, b) {
+			t.Fatalf("round trip failed: %v", err)
+		}
+		// Any strict prefix is damage or the end, never a frame.
+		for cut := 0; cut < len(enc); cut += 1 + len(enc)/17 {
+			if _, _, _, err := decodeFrame(enc[:cut], gen); err == nil {
+				t.Fatalf("a prefix of %d of %d bytes decoded", cut, len(enc))
+			}
+		}
+	})
+}
+
+// FuzzReplayLog: replaying arbitrary log contents never panics, and
+// whatever it accepts is a prefix of whole frames.
+func FuzzReplayLog(f *testing.F) {
+	good := appendFrame(appendFrame(nil, 3, frameRecord, []byte(`{"key":"a"}`)), 3, frameMeta, []byte(`{"max_seen":2}`))
+	f.Add(good)
+	f.Add(good[:len(good)-2])
+	f.Add(append(append([]byte(nil), good...), 0, 0, 0, 0, 0))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path := filepath.Join(t.TempDir(), logName(3))
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		im := newImage()
+		end, _, err := replayLog(path, 3, im)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end < 0 || end > int64(len(b)) {
+			t.Fatalf("end %d outside [0, %d]", end, len(b))
+		}
+	})
+}
