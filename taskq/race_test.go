@@ -1,0 +1,11 @@
+//go:build race
+
+package taskq
+
+// The size of TestFaults under the race detector, which slows the ring
+// several times over (norace_test.go has the full one).
+const (
+	faultTasks  = 500
+	faultQueues = 2
+	lossyTasks  = 150
+)
