@@ -151,7 +151,7 @@ func compareKV(ctx context.Context, cfg shoalbench.KVConfig, degree int, system 
 	cfg = cfg.WithDefaults()
 	res := &kvComparison{Bench: "kv", Nodes: cfg.Nodes, Keys: cfg.Keys, ValueBytes: cfg.Value, Concurrency: cfg.Concurrency,
 		WarmupS: cfg.Warmup.Seconds(), DurationS: cfg.Duration.Seconds(), GOMAXPROCS: runtime.GOMAXPROCS(0), LoadAvg1m: shoalbench.LoadAvg(),
-		ShoalSemantics: "linearizable Get; Put acknowledged once a majority of r=3 replicas fsynced it (bbolt)",
+		ShoalSemantics: "linearizable Get; Put acknowledged once a majority of r=3 replicas fsynced it (write-ahead log, group commit)",
 		KadSemantics: "GetValue with the default quorum (full lookup); PutValue stores in memory on the K closest, " +
 			"last writer wins, succeeds even if no peer stored it"}
 

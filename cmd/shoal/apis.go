@@ -10,10 +10,15 @@ import (
 
 	"github.com/shoal-p2p/shoal/httpapi"
 	"github.com/shoal-p2p/shoal/httpapi/kvapi"
+	"github.com/shoal-p2p/shoal/httpapi/queues"
+	"github.com/shoal-p2p/shoal/httpapi/resources"
 	"github.com/shoal-p2p/shoal/httpapi/topics"
+	"github.com/shoal-p2p/shoal/internal/effect"
 	"github.com/shoal-p2p/shoal/kv"
 	"github.com/shoal-p2p/shoal/node"
 	"github.com/shoal-p2p/shoal/pubsub"
+	"github.com/shoal-p2p/shoal/resource"
+	"github.com/shoal-p2p/shoal/taskq"
 )
 
 // services are the subsystems every node runs, whether or not it serves
@@ -21,10 +26,14 @@ import (
 // nobody on it publishes or subscribes, and a node holds replicas of the
 // keys near it for everyone.
 type services struct {
-	ps     *pubsub.PubSub
-	kv     *kv.KV
-	kvDir  string // where the store lives
-	tmpDir string // a data directory to remove at Close ("" if none)
+	ps      *pubsub.PubSub
+	kv      *kv.KV
+	tq      *taskq.Queues
+	res     *resource.Manager
+	sink    *effect.Sink
+	workers []*taskq.Worker
+	kvDir   string // where the store lives
+	tmpDir  string // a data directory to remove at Close ("" if none)
 }
 
 // serviceOptions are what the subsystems need from `shoal node`.
@@ -40,6 +49,10 @@ type serviceOptions struct {
 	Log     *slog.Logger
 	// Out gets notes for the user (the temporary directory).
 	Out io.Writer
+	// Workers are queues this node works with the built-in effect worker
+	// (`--worker QUEUE`): each task's effect is recorded once in the store
+	// (kv effect/QUEUE/TASK), with a count of raw duplicate executions.
+	Workers []string
 }
 
 // startServices starts the node's subsystems. Subsystems add a line here
@@ -68,7 +81,7 @@ func startServices(n *node.Node, o serviceOptions) (*services, error) {
 		fmt.Fprintf(o.Out, "note: no --data directory, so the key-value replicas live in %s and are deleted when the node stops\n", dir)
 	}
 	s.kvDir = filepath.Join(dir, "kv")
-	store, err := kv.OpenBolt(s.kvDir)
+	store, err := kv.OpenLog(s.kvDir, kv.LogConfig{Logger: o.Log})
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open the key-value store: %w", err)
@@ -82,6 +95,27 @@ func startServices(n *node.Node, o serviceOptions) (*services, error) {
 		s.Close()
 		return nil, fmt.Errorf("start the key-value store: %w", err)
 	}
+	if s.tq, err = taskq.New(n, s.kv, taskq.Config{Logger: o.Log}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start the task queues: %w", err)
+	}
+	rcfg := resource.DefaultConfig()
+	rcfg.Holder = n.ID().String()
+	rcfg.Logger = o.Log
+	if s.res, err = resource.New(s.kv, rcfg); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("start shared resources: %w", err)
+	}
+	s.sink = effect.New(s.kv)
+	for _, q := range o.Workers {
+		w, err := s.tq.Work(q, s.sink.Handler(nil), taskq.Concurrency(8))
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("start a worker for queue %q: %w", q, err)
+		}
+		s.workers = append(s.workers, w)
+		fmt.Fprintf(o.Out, "working queue %q with the built-in effect worker (8 at a time)\n", q)
+	}
 	return s, nil
 }
 
@@ -89,6 +123,17 @@ func startServices(n *node.Node, o serviceOptions) (*services, error) {
 // closes.
 func (s *services) Close() error {
 	var errs []error
+	for _, w := range s.workers {
+		w.Stop()
+	}
+	if s.res != nil {
+		s.res.Close()
+	}
+	if s.tq != nil {
+		if err := s.tq.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close the task queues: %w", err))
+		}
+	}
 	if s.kv != nil {
 		if err := s.kv.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close the key-value store: %w", err))
@@ -107,4 +152,6 @@ func (s *services) Close() error {
 func registerAPIs(api *httpapi.Server, svc *services, log *slog.Logger) {
 	topics.Register(api, svc.ps)
 	kvapi.Register(api, svc.kv)
+	queues.Register(api, svc.tq)
+	resources.Register(api, svc.res)
 }

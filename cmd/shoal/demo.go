@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	register(command{name: "demo", summary: "start an 8-node ring on loopback and show routing, failover, pub/sub and the replicated store", run: runDemo})
+	register(command{name: "demo", summary: "start an 8-node ring on loopback and show routing, failover, pub/sub, the replicated store, a task queue and an IP pool", run: runDemo})
 }
 
 func runDemo(args []string, stdout, stderr io.Writer) error {

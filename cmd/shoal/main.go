@@ -1,11 +1,13 @@
 // Command shoal runs Shoal nodes, the demo, the simulator and benchmarks.
 //
-//	shoal demo                      an 8-node ring on loopback: routing, failover, pub/sub, key-value store
+//	shoal demo                      an 8-node ring on loopback: routing, failover, pub/sub, store, queue, IP pool
 //	shoal node --listen … --bootstrap … --data DIR   run one node
 //	shoal sim --nodes N --lookups M [--churn PER_MIN] [--seed S] [--json]
 //	shoal pub TOPIC MESSAGE | sub TOPIC | anycast TOPIC MESSAGE   via a node's HTTP API (--api)
 //	shoal kv get|put|del KEY [VALUE] [--if-version V] | owner KEY | ring   via a node's HTTP API (--api)
-//	shoal bench rpc|pubsub [--json]                               loopback measurements
+//	shoal queue create|enqueue|stats|dead|redrive QUEUE …          task queues via a node's HTTP API
+//	shoal resources POOL | define|acquire|renew|release POOL …     shared resources via a node's HTTP API
+//	shoal bench rpc|pubsub|kv|taskq [--json]                      loopback measurements
 //
 // Run `shoal help` or `shoal COMMAND --help` for details.
 package main

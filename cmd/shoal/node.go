@@ -80,6 +80,8 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	profile := fs.String("profile", "lan", "timing profile: lan (default), local (fast failure detection, more traffic) or wan")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	httpAddr := fs.String("http", "", "serve the HTTP API on this address, e.g. 127.0.0.1:8080 (default: no HTTP API)")
+	var workers multiFlag
+	fs.Var(&workers, "worker", "work this task queue with the built-in effect worker, which records each task's effect once in the store at effect/QUEUE/TASK (repeatable; for demos and tests)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -141,7 +143,7 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintln(stdout, "joined the ring")
 	}
-	svc, err := startServices(n, serviceOptions{Profile: *profile, DataDir: *data, Genesis: len(peers) == 0, Log: log, Out: stdout})
+	svc, err := startServices(n, serviceOptions{Profile: *profile, DataDir: *data, Genesis: len(peers) == 0, Log: log, Out: stdout, Workers: workers})
 	if err != nil {
 		n.Close()
 		return err

@@ -14,10 +14,13 @@ import (
 	"time"
 
 	"github.com/shoal-p2p/shoal/id"
+	"github.com/shoal-p2p/shoal/internal/effect"
 	"github.com/shoal-p2p/shoal/kv"
 	"github.com/shoal-p2p/shoal/node"
 	"github.com/shoal-p2p/shoal/pubsub"
+	"github.com/shoal-p2p/shoal/resource"
 	"github.com/shoal-p2p/shoal/ring"
+	"github.com/shoal-p2p/shoal/taskq"
 	"github.com/shoal-p2p/shoal/transport"
 	"github.com/shoal-p2p/shoal/transport/p2p"
 )
@@ -35,6 +38,9 @@ type member struct {
 	tr     *p2p.Transport
 	ps     *pubsub.PubSub
 	kv     *kv.KV
+	tq     *taskq.Queues
+	res    *resource.Manager
+	sink   *effect.Sink
 	killed bool
 }
 
@@ -96,7 +102,24 @@ func Start(ctx context.Context, n int, out io.Writer) (*Ring, error) {
 			r.Close()
 			return nil, fmt.Errorf("start the key-value store on node %d: %w", i+1, err)
 		}
-		r.members = append(r.members, &member{n: nd, tr: tr, ps: ps, kv: k})
+		tq, err := taskq.New(nd, k, taskq.Config{})
+		if err != nil {
+			k.Close()
+			ps.Close()
+			nd.Close()
+			r.Close()
+			return nil, fmt.Errorf("start the task queues on node %d: %w", i+1, err)
+		}
+		res, err := resource.New(k, resourceConfig(nd.ID().String()))
+		if err != nil {
+			tq.Close()
+			k.Close()
+			ps.Close()
+			nd.Close()
+			r.Close()
+			return nil, fmt.Errorf("start shared resources on node %d: %w", i+1, err)
+		}
+		r.members = append(r.members, &member{n: nd, tr: tr, ps: ps, kv: k, tq: tq, res: res, sink: effect.New(k)})
 		if i == 0 {
 			boot = []transport.Peer{nd.Self()}
 		}
@@ -119,6 +142,8 @@ func Start(ctx context.Context, n int, out io.Writer) (*Ring, error) {
 // Close stops every node.
 func (r *Ring) Close() {
 	for _, m := range r.members {
+		m.res.Close()
+		m.tq.Close()
 		m.kv.Close()
 		m.ps.Close()
 		m.n.Close()
@@ -306,12 +331,22 @@ func Run(ctx context.Context, opts Options) error {
 
 	kvr, kvOK := r.kvStep(ctx, out, opts.Keys, fail)
 
+	qr, qOK := r.queueStep(ctx, out, fail)
+
+	pr, pOK := r.poolStep(ctx, out, fail)
+
 	topicNote := ""
 	if topicRepair > 0 {
 		topicNote = fmt.Sprintf(", topic root crash repaired in %.2fs", topicRepair.Seconds())
 	}
 	if kvOK {
 		topicNote += fmt.Sprintf(", counter = %d after %d acknowledged increments (%d failed) across its owner's crash", kvr.final, kvr.acked, kvr.unknown)
+	}
+	if qOK {
+		topicNote += fmt.Sprintf(", %d queued tasks done once in effect across a worker's crash (%d raw duplicates)", qr.tasks, qr.duplicates)
+	}
+	if pOK {
+		topicNote += fmt.Sprintf(", a dead node's address re-leased after %.1fs with no two holders", pr.takeover.Seconds())
 	}
 	sort.Strings(failures)
 	fmt.Fprintf(out, "Summary: %d nodes, %d keys routed to their owners, owner crash taken over in %.2fs%s, %d problems, %.1fs in all.\n",

@@ -40,6 +40,7 @@ type proc struct {
 type ring struct {
 	t     *testing.T
 	bin   string
+	extra []string // more `shoal node` flags for every process
 	procs []*proc
 	mu    sync.Mutex
 	rng   *rand.Rand
@@ -81,6 +82,7 @@ func (r *ring) start(p *proc, boot string) {
 	if boot != "" {
 		args = append(args, "--bootstrap", boot)
 	}
+	args = append(args, r.extra...)
 	p.addr = ""
 	cmd := exec.Command(r.bin, args...)
 	stdout, err := cmd.StdoutPipe()
