@@ -117,3 +117,48 @@ func TestHashTagsAndLocal(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncLargeRange: a replica that lost its disk resynchronises a range
+// holding more than one frame's worth of data (sync answers are paged).
+func TestSyncLargeRange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const seed = 5
+		c := newCluster(t, seed, 4)
+		defer c.close()
+		ctx, cancel := ctxT(2 * time.Minute)
+		defer cancel()
+		const keys = 300
+		val := make([]byte, 16<<10) // 300 × 16 KiB, about 6.4 MB encoded: over the 4 MiB frame limit
+		for i := range keys {
+			if _, err := c.any().kv.Put(ctx, fmt.Sprintf("{big}%03d", i), val); err != nil {
+				t.Fatalf("seed %d: put %d: %v", seed, i, err)
+			}
+		}
+		// A replica of the range that is not its owner loses its disk.
+		own := c.owner("{big}")
+		var victim *member
+		for _, m := range c.live() {
+			if m == own {
+				continue
+			}
+			if items, err := m.kv.Local(ctx, "{big}"); err == nil && len(items) == keys {
+				victim = m
+				break
+			}
+		}
+		if victim == nil {
+			t.Fatalf("seed %d: no replica besides the owner holds the range", seed)
+		}
+		c.crash(victim)
+		victim.store = NewMemStore()
+		c.restart(victim)
+		time.Sleep(10 * time.Second) // virtual: a few sync rounds
+		items, err := victim.kv.Local(ctx, "{big}")
+		if err != nil {
+			t.Fatalf("seed %d: local: %v", seed, err)
+		}
+		if len(items) != keys {
+			t.Fatalf("seed %d: the replica resynchronised %d of %d keys", seed, len(items), keys)
+		}
+	})
+}

@@ -354,11 +354,31 @@ func (r *replica) commitHere(q ballotReq) {
 
 type syncReq struct {
 	Arc arc `json:"arc"`
+	// Paged asks for the records in key order, one page of at most about
+	// syncPageBytes at a time, from the first key after After. Without it
+	// (nodes of earlier versions) the whole range comes in one answer.
+	Paged bool   `json:"paged,omitempty"`
+	After string `json:"after,omitempty"`
 }
 
 type syncResp struct {
 	Covered []span   `json:"covered"` // the parts of the arc synchronised here (now, or before a restart)
 	Records []Record `json:"records"`
+	// Next, on a paged answer, is the last key of this page when more
+	// follow ("" on the last page).
+	Next string `json:"next,omitempty"`
+}
+
+// syncPageBytes bounds one page of a sync answer (estimated encoded size),
+// well under the 4 MiB frame limit; a page always holds at least one record.
+const syncPageBytes = 1 << 20
+
+// maxSyncPages bounds the pages one source may send for one range.
+const maxSyncPages = 1 << 16
+
+// syncSize estimates a record's encoded size in a sync answer.
+func syncSize(rec *Record) int {
+	return 256 + len(rec.Key) + len(rec.State.Value)*4/3 + 48*len(rec.State.Recent) + 160*(len(rec.State.Cfg)+len(rec.State.PrevCfg))
 }
 
 func (r *replica) handleSync(c *service.Call) {
@@ -375,13 +395,33 @@ func (r *replica) handleSync(c *service.Call) {
 	both := arcSet{s: append(append(r.init.list(), r.restored.list()...), r.departed.list()...)}
 	both.normalize()
 	resp := syncResp{Covered: both.clip(q.Arc)}
-	for _, rec := range r.recs {
-		if rec.Accepted.IsZero() {
+	var keys []string
+	for key, rec := range r.recs {
+		if rec.Accepted.IsZero() || (q.Paged && key <= q.After) {
 			continue
 		}
-		if q.Arc.contains(KeyID(rec.Key)) {
-			resp.Records = append(resp.Records, *rec)
+		if q.Arc.contains(KeyID(key)) {
+			keys = append(keys, key)
 		}
+	}
+	if !q.Paged {
+		for _, key := range keys {
+			resp.Records = append(resp.Records, *r.recs[key])
+		}
+		c.Reply(resp)
+		return
+	}
+	sort.Strings(keys)
+	size := 0
+	for i, key := range keys {
+		rec := r.recs[key]
+		if n := syncSize(rec); i > 0 && size+n > syncPageBytes {
+			resp.Next = keys[i-1]
+			break
+		} else {
+			size += n
+		}
+		resp.Records = append(resp.Records, *rec)
 	}
 	c.Reply(resp)
 }
@@ -517,14 +557,37 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 				wg.Add(1)
 				go func(src transport.Peer) {
 					defer wg.Done()
-					cctx, cancel := context.WithTimeout(context.Background(), r.k.cfg.RoundTimeout)
-					defer cancel()
+					// Page through the source's records; it counts as a
+					// source only if every page arrived (the records of
+					// the pages that did are merged either way).
 					var resp syncResp
-					if err := r.k.n.CallNode(cctx, src, ServiceName, "sync", syncReq{Arc: j.p.arc}, &resp, node.WithRetry(service.NoRetry())); err != nil {
-						return
+					var recs []Record
+					complete := false
+					after := ""
+					for range maxSyncPages {
+						cctx, cancel := context.WithTimeout(context.Background(), r.k.cfg.RoundTimeout)
+						resp = syncResp{}
+						err := r.k.n.CallNode(cctx, src, ServiceName, "sync", syncReq{Arc: j.p.arc, Paged: true, After: after}, &resp, node.WithRetry(service.NoRetry()))
+						cancel()
+						if err != nil {
+							break
+						}
+						recs = append(recs, resp.Records...)
+						if resp.Next == "" {
+							complete = true
+							break
+						}
+						if resp.Next <= after {
+							break // a cursor that does not advance: not a source
+						}
+						after = resp.Next
 					}
 					mu.Lock()
 					defer mu.Unlock()
+					res.recs = append(res.recs, recs...)
+					if !complete {
+						return
+					}
 					cov := clipSpans(resp.Covered, j.p.arc)
 					if lenient && j.oldMember[src.ID] {
 						// Stuck: count an answering member of the range's previous
@@ -532,7 +595,6 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 						cov = j.p.arc.spans()
 					}
 					res.covered = append(res.covered, cov)
-					res.recs = append(res.recs, resp.Records...)
 				}(src)
 			}
 			wg.Wait()

@@ -191,6 +191,10 @@ func (n *Node) call(ctx context.Context, key *id.ID, to *transport.Peer, svc, me
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
+		case <-n.done:
+			// The node closed: no attempt after this one could leave.
+			t.Stop()
+			return fmt.Errorf("%w (while waiting to retry %s.%s: %v)", ErrClosed, svc, method, last)
 		}
 		if ctx.Err() != nil {
 			break
