@@ -21,8 +21,8 @@ import (
 )
 
 var (
-	tasksFlag  = flag.Int("taskq.tasks", 0, "TestFaults: number of tasks (default: 10,000 over 5 queues, 500 over 2 under -race)")
-	queuesFlag = flag.Int("taskq.queues", 5, "TestFaults with -taskq.tasks: number of queues")
+	tasksFlag  = flag.Int("taskq.tasks", 0, "TestFaults: number of tasks (default: 10,000 in one queue, 500 under -race)")
+	queuesFlag = flag.Int("taskq.queues", 1, "TestFaults with -taskq.tasks: number of queues")
 	settleFlag = flag.Duration("taskq.settle", 10*time.Minute, "fault tests: how long (ring time) every task may take to complete after the faults end")
 )
 

@@ -6,6 +6,6 @@ package taskq
 // several times over (norace_test.go has the full one).
 const (
 	faultTasks  = 500
-	faultQueues = 2
+	faultQueues = 1
 	lossyTasks  = 150
 )
