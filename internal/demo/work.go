@@ -61,29 +61,26 @@ func (r *Ring) queueStep(ctx context.Context, out io.Writer, fail func(string, .
 		return res, false
 	}
 
-	// The victim: a worker that is not the queue's owner; it is killed
-	// while it runs a task, once a third of the tasks are done.
-	var victim *member
-	for _, m := range live {
-		if m != owner {
-			victim = m
-			break
-		}
+	// The victim: the first worker other than the queue's owner to start a
+	// task once a third of the tasks are done; it is killed while it runs it.
+	type started struct {
+		m    *member
+		task string
 	}
 	var (
-		completed  atomic.Int64
-		armed      atomic.Bool
-		victimTask = make(chan string, 1)
-		perNode    sync.Map // node short ID → *atomic.Int64
+		completed atomic.Int64
+		armed     atomic.Bool
+		victimCh  = make(chan started, 1)
+		perNode   sync.Map // node short ID → *atomic.Int64
 	)
 	work := func(m *member) func(ctx context.Context, t taskq.Task) error {
 		return func(ctx context.Context, t taskq.Task) error {
 			c, _ := perNode.LoadOrStore(m.n.ID().Short(), new(atomic.Int64))
 			c.(*atomic.Int64).Add(1)
 			d := time.Duration(10+rand.IntN(30)) * time.Millisecond
-			if m == victim && armed.CompareAndSwap(true, false) {
-				victimTask <- t.ID
-				d = 5 * time.Second // killed long before this ends
+			if m != owner && armed.CompareAndSwap(true, false) {
+				victimCh <- started{m, t.ID}
+				d = 10 * time.Second // killed long before this ends
 			}
 			select {
 			case <-ctx.Done():
@@ -117,16 +114,29 @@ func (r *Ring) queueStep(ctx context.Context, out io.Writer, fail func(string, .
 
 	start := time.Now()
 	ids := make([]string, demoTasks)
-	for i := range demoTasks {
-		from := live[i%len(live)]
-		id, err := from.tq.Enqueue(cctx, demoQueue, fmt.Appendf(nil, "job %d", i), taskq.IdempotencyKey(fmt.Sprintf("job-%d", i)))
-		if err != nil {
-			fail("enqueue job %d from %s: %v", i, from.n.ID().Short(), err)
-			return res, false
-		}
-		ids[i] = id
+	ectx, ecancel := context.WithTimeout(ctx, 60*time.Second)
+	defer ecancel()
+	var enqErr atomic.Value
+	var ewg sync.WaitGroup
+	for p := range 8 {
+		ewg.Go(func() {
+			for i := p; i < demoTasks; i += 8 {
+				from := live[i%len(live)]
+				id, err := from.tq.Enqueue(ectx, demoQueue, fmt.Appendf(nil, "job %d", i), taskq.IdempotencyKey(fmt.Sprintf("job-%d", i)))
+				if err != nil {
+					enqErr.CompareAndSwap(nil, fmt.Errorf("enqueue job %d from %s: %w", i, from.n.ID().Short(), err))
+					return
+				}
+				ids[i] = id
+			}
+		})
 	}
-	again, err := live[1].tq.Enqueue(cctx, demoQueue, []byte("job 0"), taskq.IdempotencyKey("job-0"))
+	ewg.Wait()
+	if err, _ := enqErr.Load().(error); err != nil {
+		fail("%v", err)
+		return res, false
+	}
+	again, err := live[1].tq.Enqueue(ectx, demoQueue, []byte("job 0"), taskq.IdempotencyKey("job-0"))
 	switch {
 	case err != nil:
 		fail("enqueue job 0 again: %v", err)
@@ -136,19 +146,22 @@ func (r *Ring) queueStep(ctx context.Context, out io.Writer, fail func(string, .
 		fmt.Fprintf(out, "   enqueued %d tasks from all nodes with idempotency keys; enqueueing job-0 again returned its first ID %s\n", demoTasks, short(ids[0]))
 	}
 
-	for completed.Load() < demoTasks/3 && cctx.Err() == nil {
+	vctx, vcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer vcancel()
+	for completed.Load() < demoTasks/3 && vctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
 	armed.Store(true)
-	var killedTask string
+	var v started
 	select {
-	case killedTask = <-victimTask:
-	case <-cctx.Done():
-		fail("worker %s never started a task", victim.n.ID().Short())
+	case v = <-victimCh:
+	case <-vctx.Done():
+		fail("no worker besides the queue's owner started a task within 30s (%d done)", completed.Load())
 		return res, false
 	}
-	fmt.Fprintf(out, "   after %d tasks: killing node %s while its worker runs task %s…\n", completed.Load(), victim.n.ID().Short(), short(killedTask))
-	r.Kill(victim)
+	killedTask := v.task
+	fmt.Fprintf(out, "   after %d tasks: killing node %s while its worker runs task %s…\n", completed.Load(), v.m.n.ID().Short(), short(killedTask))
+	r.Kill(v.m)
 
 	// Wait until the queue reports every task done.
 	var st taskq.Stats

@@ -244,12 +244,12 @@ func do(api string, in kvcheck.Input) (kvcheck.Output, bool) {
 	return kvcheck.Output{Unknown: true}, true
 }
 
-func TestKVLinearizableAcrossRealProcesses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts five processes")
-	}
-	const seed = 7
-	r := &ring{t: t, bin: buildShoal(t), rng: rand.New(rand.NewSource(seed))}
+// startRing builds shoal and starts n processes with the extra flags, the
+// first starting the ring and the others joining through it. They are
+// killed when the test ends, and their output logged if it failed.
+func startRing(t *testing.T, seed int64, extra ...string) *ring {
+	t.Helper()
+	r := &ring{t: t, bin: buildShoal(t), rng: rand.New(rand.NewSource(seed)), extra: extra}
 	base := t.TempDir()
 	for i := 0; i < 5; i++ {
 		r.procs = append(r.procs, &proc{idx: i, dataDir: filepath.Join(base, fmt.Sprintf("n%d", i))})
@@ -272,6 +272,15 @@ func TestKVLinearizableAcrossRealProcesses(t *testing.T) {
 	for _, p := range r.procs[1:] {
 		r.start(p, r.procs[0].addr)
 	}
+	return r
+}
+
+func TestKVLinearizableAcrossRealProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts five processes")
+	}
+	const seed = 7
+	r := startRing(t, seed)
 	// Wait until writes go through (ranges synchronised), bounded.
 	warm := time.Now()
 	deadline := warm.Add(90 * time.Second)

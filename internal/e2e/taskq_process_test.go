@@ -6,10 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -32,29 +30,7 @@ func TestQueueAcrossRealProcesses(t *testing.T) {
 	const seed = 11
 	const queue = "jobs"
 	n := *queueTasks
-	r := &ring{t: t, bin: buildShoal(t), rng: rand.New(rand.NewSource(seed)), extra: []string{"--worker", queue}}
-	base := t.TempDir()
-	for i := 0; i < 5; i++ {
-		r.procs = append(r.procs, &proc{idx: i, dataDir: filepath.Join(base, fmt.Sprintf("n%d", i))})
-	}
-	t.Cleanup(func() {
-		for _, p := range r.procs {
-			if p.cmd != nil && p.cmd.Process != nil {
-				_ = p.cmd.Process.Signal(syscall.SIGCONT)
-				_ = p.cmd.Process.Kill()
-				_, _ = p.cmd.Process.Wait()
-			}
-		}
-		if t.Failed() {
-			for _, p := range r.procs {
-				t.Logf("node %d (%s) output:\n%s", p.idx, p.id, p.output())
-			}
-		}
-	})
-	r.start(r.procs[0], "")
-	for _, p := range r.procs[1:] {
-		r.start(p, r.procs[0].addr)
-	}
+	r := startRing(t, seed, "--worker", queue)
 	hc := &http.Client{Timeout: 10 * time.Second}
 	call := func(method, path string, body []byte, hdr map[string]string) (int, []byte, error) {
 		req, _ := http.NewRequest(method, "http://"+r.pick().api+path, bytes.NewReader(body))
