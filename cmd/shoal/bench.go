@@ -13,12 +13,12 @@ import (
 )
 
 func init() {
-	register(command{name: "bench", summary: "measure Shoal on loopback against bare libp2p (shoal bench rpc)", run: runBench})
+	register(command{name: "bench", summary: "measure Shoal on loopback: rpc, pubsub, kv, taskq (shoal bench CASE --json)", run: runBench})
 }
 
-// benchCase is one benchmark `shoal bench NAME` can run. Each parses its
-// own flags, since the cases measure different things (kv, pubsub and taskq
-// cases are to come).
+// benchCase is one benchmark `shoal bench NAME` can run (rpc, pubsub, kv,
+// taskq). Each parses its own flags, since the cases measure different
+// things.
 type benchCase struct {
 	name    string
 	summary string
