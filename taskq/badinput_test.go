@@ -16,7 +16,7 @@ func TestBadInput(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const seed = 21
 		c := newRing(t, seed, 4)
-		defer closeRing(c)
+		defer c.Close()
 		ctx, cancel := ctxT(time.Minute)
 		defer cancel()
 		q := qs(c.Any())

@@ -16,7 +16,7 @@ func TestBasics(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const seed = 11
 		c := newRing(t, seed, 5)
-		defer closeRing(c)
+		defer c.Close()
 		ctx, cancel := ctxT(2 * time.Minute)
 		defer cancel()
 		a, b := qs(c.Live()[0]), qs(c.Live()[3])
@@ -146,7 +146,7 @@ func TestRetention(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const seed = 31
 		c := newRing(t, seed, 4)
-		defer closeRing(c)
+		defer c.Close()
 		ctx, cancel := ctxT(2 * time.Minute)
 		defer cancel()
 		q := qs(c.Any())

@@ -152,7 +152,7 @@ func faultBody(t *testing.T, fr faultRun) faultStats {
 		// 10s is the production default.
 		KV: func(k *kv.Config) { k.SyncInterval = 10 * time.Second },
 	})
-	defer closeRing(c)
+	defer c.Close()
 
 	rng := rand.New(rand.NewSource(fr.seed))
 	pick := func() *Queues {

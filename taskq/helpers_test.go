@@ -60,11 +60,3 @@ func waitFor(d time.Duration, cond func() bool) bool {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// closeRing stops the ring, then lets (virtual) time pass: the store's
-// straggling round calls and node.Call's retry pauses do not stop at
-// Close, and synctest fails a test whose goroutines outlive it.
-func closeRing(c *testring.Cluster) {
-	c.Close()
-	time.Sleep(5 * time.Second)
-}
