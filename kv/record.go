@@ -42,6 +42,48 @@ type State struct {
 	// from a failed round (accepted by too few of PrevCfg) can then never
 	// pass for a chosen one.
 	PrevCfg []transport.Peer `json:"prev_cfg,omitempty"`
+	// PrevSame says that the previous configuration had the same members
+	// as Cfg (the usual case: no join or leave in between); PrevCfg is
+	// then left out, which keeps records and accept messages about a third
+	// smaller. A node that does not know the field reads no previous
+	// configuration, which asks majorities of Cfg alone: the same set.
+	PrevSame bool `json:"prev_same,omitempty"`
+}
+
+// prevCfg is the previous configuration (see PrevCfg and PrevSame).
+func (s State) prevCfg() []transport.Peer {
+	if s.PrevSame {
+		return s.Cfg
+	}
+	return s.PrevCfg
+}
+
+// setPrev records old as the configuration this state replaces.
+func (s *State) setPrev(old []transport.Peer) {
+	s.PrevCfg, s.PrevSame = old, false
+	if len(old) > 0 && sameMembers(old, s.Cfg) {
+		s.PrevCfg, s.PrevSame = nil, true
+	}
+}
+
+// sameMembers reports whether a and b hold the same node IDs.
+func sameMembers(a, b []transport.Peer) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, p := range a {
+		found := false
+		for _, q := range b {
+			if p.ID == q.ID {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // Exists reports whether the key has a live value.

@@ -378,7 +378,7 @@ const maxSyncPages = 1 << 16
 
 // syncSize estimates a record's encoded size in a sync answer.
 func syncSize(rec *Record) int {
-	return 256 + len(rec.Key) + len(rec.State.Value)*4/3 + 48*len(rec.State.Recent) + 160*(len(rec.State.Cfg)+len(rec.State.PrevCfg))
+	return 256 + len(rec.Key) + len(rec.State.Value)*4/3 + 48*len(rec.State.Recent) + 160*(len(rec.State.Cfg)+len(rec.State.prevCfg()))
 }
 
 func (r *replica) handleSync(c *service.Call) {
@@ -1046,7 +1046,7 @@ func (r *replica) prepare(c *service.Call, ld *leader, rs []transport.Peer) {
 			// configuration and the one it replaced have promised.
 			validated := func(all []vote) bool {
 				bs := best(all)
-				cfg, prev := bs.State.Cfg, bs.State.PrevCfg
+				cfg, prev := bs.State.Cfg, bs.State.prevCfg()
 				return len(cfg) > 0 && okFrom(all, cfg) >= majority(len(cfg)) && (len(prev) == 0 || okFrom(all, prev) >= majority(len(prev)))
 			}
 			enough := func(vs []vote) bool { return validated(append(append([]vote(nil), votes...), vs...)) }
@@ -1057,9 +1057,9 @@ func (r *replica) prepare(c *service.Call, ld *leader, rs []transport.Peer) {
 				if validated(votes) {
 					return outcome{votes: votes, best: bs, ok: true}, nil
 				}
-				targets = minus(union(cfg, bs.State.PrevCfg), contacted)
+				targets = minus(union(cfg, bs.State.prevCfg()), contacted)
 				if len(targets) == 0 {
-					return outcome{votes: votes, why: fmt.Sprintf("promises from majorities of the key's configuration (%d of %d) and of the one before it (%d of %d)", okFrom(votes, cfg), len(cfg), okFrom(votes, bs.State.PrevCfg), len(bs.State.PrevCfg))}, nil
+					return outcome{votes: votes, why: fmt.Sprintf("promises from majorities of the key's configuration (%d of %d) and of the one before it (%d of %d)", okFrom(votes, cfg), len(cfg), okFrom(votes, bs.State.prevCfg()), len(bs.State.prevCfg()))}, nil
 				}
 				continue
 			}
@@ -1098,7 +1098,7 @@ func (r *replica) accept(c *service.Call, ld *leader, rs []transport.Peer, st St
 	b := ld.ballot
 	old := ld.state.Cfg
 	st.Cfg = sortedPeers(rs)
-	st.PrevCfg = old
+	st.setPrev(old)
 	needNew := r.quorum(rs)
 	enough := func(vs []vote) bool {
 		return okFrom(vs, rs) >= needNew && (len(old) == 0 || okFrom(vs, old) >= majority(len(old)))
