@@ -34,6 +34,11 @@ type Config struct {
 	// bytes. Default 4 MiB. Services have their own, lower limit on requests
 	// (1 MiB by default, or MaxMessage if lower; see service.Service.MaxRequest).
 	MaxMessage int
+	// ServiceGrace is how long after the start a request for a service
+	// this node does not have is answered "unavailable" (retried) rather
+	// than "unknown service", unless ServicesRegistered was called first.
+	// Default service.DefaultStartGrace (10s); negative: none.
+	ServiceGrace time.Duration
 	// Logger receives the node's logs (attribute subsys=node). Nil discards.
 	Logger *slog.Logger
 	// App receives routed messages. Nil drops them (requests get an error).

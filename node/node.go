@@ -137,7 +137,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		readyCh: make(chan struct{}),
 		waiters: make(map[uint64]chan result),
 		byMsg:   make(map[uint64]uint64),
-		host:    service.NewHost(service.HostConfig{MaxRequest: min(service.DefaultMaxRequest, cfg.MaxMessage), Ceiling: cfg.MaxMessage, Logger: log}),
+		host:    service.NewHost(service.HostConfig{MaxRequest: min(service.DefaultMaxRequest, cfg.MaxMessage), Ceiling: cfg.MaxMessage, Logger: log, StartGrace: cfg.ServiceGrace}),
 	}
 	n.reqSeq.Store(randomUint64() >> 2)
 	core.SetForward(n.forwardUpcall)

@@ -20,6 +20,13 @@ import (
 // Call (routed to the owner of a key) or CallNode (sent to this node).
 func (n *Node) Handle(s *service.Service) error { return n.host.Register(s) }
 
+// ServicesRegistered tells the node that the application has registered
+// every service it will run. Until then, for Config.ServiceGrace after the
+// node started, a request for a service it does not have is answered
+// "unavailable" (callers retry it) rather than "unknown service": a node
+// joins the ring, and may own keys, before its services are registered.
+func (n *Node) ServicesRegistered() { n.host.Settle() }
+
 // SetLimit sets the admission limits of a resource that services declare
 // with Uses.
 func (n *Node) SetLimit(resource string, l service.Limits) { n.host.SetLimit(resource, l) }

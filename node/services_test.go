@@ -595,6 +595,7 @@ func TestBadServiceInput(t *testing.T) {
 				c.Reply(o)
 			})
 		})
+		target.ServicesRegistered() // "unknown service" at once, not "not yet"
 		ctx := context.Background()
 		tp := target.Self()
 		good := func(n *Node) {
@@ -818,5 +819,54 @@ func TestCallNodeNotifyAndDeadlines(t *testing.T) {
 		if err := a.CallNode(ctx, b.Self(), "misc", "quick", nil, nil); err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
+	})
+}
+
+// TestServiceRegisteredLate: a node that owns a key before its service is
+// registered (a restart joins the ring first) answers "unavailable", which
+// the caller's retry policy waits out; once the node declares its services
+// registered, a service it lacks is "unknown service" at once.
+func TestServiceRegisteredLate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const seed = 41
+		r := newSvcRing(t, seed, 3, time.Millisecond, nil)
+		defer r.close()
+		key := id.HashString("late-service")
+		owner := r.owner(key)
+		var caller *Node
+		for _, n := range r.nodes {
+			if n != owner {
+				caller = n
+				break
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done := make(chan error, 1)
+		var got string
+		go func() {
+			done <- caller.Call(ctx, key, "late", "who", nil, &got, WithRetry(service.RetryPolicy{Attempts: 20, PerAttempt: time.Second, Backoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Overall: 10 * time.Second}))
+		}()
+		time.Sleep(500 * time.Millisecond) // virtual: the call has been refused a few times
+		synctest.Wait()
+		if before := owner.ServiceStats().UnknownService; before == 0 {
+			t.Fatalf("seed %d: the owner was never asked for the missing service", seed)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("seed %d: the call ended before the service existed: %v", seed, err)
+		default:
+		}
+		for _, n := range r.nodes {
+			if err := n.Handle(service.New("late").Method("who", func(c *service.Call) { c.Reply("here") })); err != nil {
+				t.Fatal(err)
+			}
+			n.ServicesRegistered()
+		}
+		if err := <-done; err != nil || got != "here" {
+			t.Fatalf("seed %d: call to a service registered late: %q %v", seed, got, err)
+		}
+		err := caller.Call(ctx, key, "absent", "who", nil, nil, WithRetry(service.RetryPolicy{Attempts: 5, PerAttempt: time.Second, Backoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, Overall: 5 * time.Second}))
+		serviceError(t, err, service.CodeUnknownService)
 	})
 }

@@ -22,6 +22,9 @@ type Host struct {
 	ceiling  int // the largest any service may accept
 	log      *slog.Logger
 	now      func() time.Time
+	started  time.Time
+	grace    time.Duration
+	settled  atomic.Bool
 
 	mu        sync.Mutex
 	services  map[string]*running
@@ -48,7 +51,16 @@ type HostConfig struct {
 	Logger *slog.Logger
 	// Now is the clock (tests may fake it). Default time.Now.
 	Now func() time.Time
+	// StartGrace is how long after the host is made a request for a service
+	// that is not registered is answered CodeUnavailable (which callers
+	// retry) rather than CodeUnknownService, unless Settle was called: a
+	// node joins the ring, and gets requests, before its application has
+	// registered its services. Default DefaultStartGrace; negative: none.
+	StartGrace time.Duration
 }
+
+// DefaultStartGrace is HostConfig.StartGrace's default.
+const DefaultStartGrace = 10 * time.Second
 
 // NewHost returns a host with the default resource limits.
 func NewHost(cfg HostConfig) *Host {
@@ -61,11 +73,14 @@ func NewHost(cfg HostConfig) *Host {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.StartGrace == 0 {
+		cfg.StartGrace = DefaultStartGrace
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Host{maxBytes: cfg.MaxRequest, ceiling: cfg.Ceiling, log: cfg.Logger.With("subsys", "service"), now: cfg.Now,
-		services: make(map[string]*running), resources: make(map[string]*resource)}
+		services: make(map[string]*running), resources: make(map[string]*resource), started: cfg.Now(), grace: cfg.StartGrace}
 	for name, l := range DefaultLimits() {
 		h.resources[name] = &resource{name: name, lim: l}
 	}
@@ -103,6 +118,11 @@ func (h *Host) OverLimit(resources ...string) (string, bool) {
 	}
 	return "", false
 }
+
+// Settle says every service this host will run is registered: from now on
+// a request for any other service is answered CodeUnknownService at once,
+// without waiting out HostConfig.StartGrace.
+func (h *Host) Settle() { h.settled.Store(true) }
 
 // Register starts a service's loop. A name can be registered once.
 func (h *Host) Register(s *Service) error {
@@ -178,6 +198,10 @@ func (h *Host) DispatchFrom(frame []byte, from transport.Peer, respond Responder
 	h.mu.Unlock()
 	if r == nil {
 		h.stats.unknownService.Add(1)
+		if up := h.now().Sub(h.started); !h.settled.Load() && up < h.grace {
+			answer(respond, env.ID, Unavailable(100*time.Millisecond, "no service %q on this node yet: it started %s ago and may still be registering its services", env.Service, up.Round(time.Millisecond)))
+			return
+		}
 		answer(respond, env.ID, &Error{Code: CodeUnknownService, Message: fmt.Sprintf("no service %q on this node", env.Service)})
 		return
 	}

@@ -95,6 +95,7 @@ func TestDispatchAnswersAtOnce(t *testing.T) {
 		h := NewHost(HostConfig{})
 		defer h.Close()
 		mustRegister(t, h, New("echo").Method("say", echo).Method("shout", echo))
+		h.Settle()
 
 		var got string
 		wantOK(t, <-send(t, h, req("echo", "say", "1", "hi")), &got)
@@ -845,5 +846,36 @@ func TestCloseWithWorkOutstanding(t *testing.T) {
 		noReply(t, out)
 		noReply(t, queued)
 		wantErr(t, <-send(t, h, req("w", "m", "after", nil)), CodeInternal)
+	})
+}
+
+// TestStartGrace: until the host is settled, and for StartGrace after it
+// was made, a request for a service that is not registered (yet) is a
+// retryable "unavailable"; then it is "unknown service".
+func TestStartGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := NewHost(HostConfig{StartGrace: 5 * time.Second})
+		defer h.Close()
+		r := <-send(t, h, req("late", "say", "1", nil))
+		if e := wantErr(t, r, CodeUnavailable); !strings.Contains(e.Message, `"late"`) || e.RetryAfter() <= 0 || !Retryable(e) {
+			t.Fatalf("unregistered service at start: %+v", e)
+		}
+		mustRegister(t, h, New("late").Method("say", echo))
+		var got string
+		wantOK(t, <-send(t, h, req("late", "say", "2", "hi")), &got)
+		if got != "hi" {
+			t.Fatalf("late service said %q", got)
+		}
+		time.Sleep(5 * time.Second)
+		wantErr(t, <-send(t, h, req("nope", "say", "3", nil)), CodeUnknownService)
+
+		h2 := NewHost(HostConfig{StartGrace: time.Hour})
+		defer h2.Close()
+		h2.Settle()
+		wantErr(t, <-send(t, h2, req("nope", "say", "4", nil)), CodeUnknownService)
+
+		h3 := NewHost(HostConfig{StartGrace: -1})
+		defer h3.Close()
+		wantErr(t, <-send(t, h3, req("nope", "say", "5", nil)), CodeUnknownService)
 	})
 }

@@ -116,6 +116,7 @@ func startServices(n *node.Node, o serviceOptions) (*services, error) {
 		s.workers = append(s.workers, w)
 		fmt.Fprintf(o.Out, "working queue %q with the built-in effect worker (8 at a time)\n", q)
 	}
+	n.ServicesRegistered()
 	return s, nil
 }
 
