@@ -162,3 +162,65 @@ func TestSyncLargeRange(t *testing.T) {
 		}
 	})
 }
+
+// TestCommitNotices: a write is marked committed at once on its owner and,
+// batched, within commitDelay on the other replicas.
+func TestCommitNotices(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const seed = 4
+		c := newCluster(t, seed, 5)
+		defer c.close()
+		ctx, cancel := ctxT(30 * time.Second)
+		defer cancel()
+		const n = 30
+		for i := range n {
+			if _, err := c.any().kv.Put(ctx, fmt.Sprintf("{cn}%02d", i), []byte{byte(i)}); err != nil {
+				t.Fatalf("seed %d: put: %v", seed, err)
+			}
+		}
+		own := c.owner("{cn}")
+		committed := func(m *member) (holders, done int) {
+			items, err := m.kv.Local(ctx, "{cn}")
+			if err != nil {
+				t.Fatalf("seed %d: local: %v", seed, err)
+			}
+			for _, it := range items {
+				holders++
+				if it.Committed {
+					done++
+				}
+			}
+			return holders, done
+		}
+		if h, d := committed(own); h != n || d != n {
+			t.Fatalf("seed %d: owner holds %d, %d committed; want %d and %d", seed, h, d, n, n)
+		}
+		pending := 0
+		for _, m := range c.members {
+			if m != own {
+				h, d := committed(m)
+				pending += h - d
+			}
+		}
+		if pending == 0 {
+			t.Fatalf("seed %d: every replica already had its notices: nothing was batched", seed)
+		}
+		time.Sleep(commitDelay + 100*time.Millisecond)
+		replicas := 0
+		for _, m := range c.members {
+			if m == own {
+				continue
+			}
+			h, d := committed(m)
+			if h > 0 {
+				replicas++
+			}
+			if d != h {
+				t.Fatalf("seed %d: a replica has %d of its %d records committed after %v", seed, d, h, commitDelay)
+			}
+		}
+		if replicas < 2 {
+			t.Fatalf("seed %d: %d other replicas hold the keys, want at least 2", seed, replicas)
+		}
+	})
+}
