@@ -1074,6 +1074,7 @@ func (r *replica) prepare(c *service.Call, ld *leader, rs []transport.Peer) {
 		why   string
 	}
 	first, local := r.here(rs, func() (ballotResp, func() error) { return r.prepareHere(req) })
+	withAddrs := r.addrBook()
 	c.Go(func(context.Context) (any, error) {
 		var votes []vote
 		contacted := map[id.ID]bool{r.self: true}
@@ -1097,7 +1098,7 @@ func (r *replica) prepare(c *service.Call, ld *leader, rs []transport.Peer) {
 				if validated(votes) {
 					return outcome{votes: votes, best: bs, ok: true}, nil
 				}
-				targets = minus(union(cfg, bs.State.prevCfg()), contacted)
+				targets = withAddrs(minus(union(cfg, bs.State.prevCfg()), contacted))
 				if len(targets) == 0 {
 					return outcome{votes: votes, why: fmt.Sprintf("promises from majorities of the key's configuration (%d of %d) and of the one before it (%d of %d)", okFrom(votes, cfg), len(cfg), okFrom(votes, bs.State.prevCfg()), len(bs.State.prevCfg()))}, nil
 				}
@@ -1144,7 +1145,7 @@ func (r *replica) accept(c *service.Call, ld *leader, rs []transport.Peer, st St
 		return okFrom(vs, rs) >= needNew && (len(old) == 0 || okFrom(vs, old) >= majority(len(old)))
 	}
 	req := ballotReq{Key: ld.key, Ballot: b, State: st}
-	targets, local := r.here(union(rs, old), func() (ballotResp, func() error) { return r.acceptHere(req, r.self) })
+	targets, local := r.here(r.addrBook()(union(rs, old)), func() (ballotResp, func() error) { return r.acceptHere(req, r.self) })
 	start := leaseStart()
 	c.Go(func(context.Context) (any, error) {
 		return r.round("accept", targets, req, enough, local), nil
@@ -1184,7 +1185,7 @@ func (r *replica) confirm(c *service.Call, ld *leader, rs []transport.Peer, ok f
 	ld.busy = true
 	b := ld.ballot
 	cfg := ld.state.Cfg
-	targets := cfg
+	targets := r.addrBook()(cfg)
 	enough := func(vs []vote) bool { return okFrom(vs, cfg) >= majority(len(cfg)) }
 	if len(cfg) == 0 {
 		targets = rs
@@ -1218,6 +1219,27 @@ func (r *replica) confirm(c *service.Call, ld *leader, rs []transport.Peer, ok f
 	})
 }
 
+// addrBook returns a lookup of addresses by node ID from the current view
+// of the ring, to use on or off the loop.
+func (r *replica) addrBook() func([]transport.Peer) []transport.Peer {
+	book := make(map[id.ID][]string)
+	for _, p := range r.layout().nodes {
+		book[p.ID] = p.Addrs
+	}
+	return func(ps []transport.Peer) []transport.Peer {
+		out := make([]transport.Peer, len(ps))
+		for i, p := range ps {
+			out[i] = p
+			if len(p.Addrs) == 0 {
+				// Not in the view: the transport still reaches a node it
+				// has talked to (or that talked to it) by its ID.
+				out[i].Addrs = book[p.ID]
+			}
+		}
+		return out
+	}
+}
+
 // trace logs a leader decision at debug level (tests route it to a file).
 func (r *replica) trace(what, key string, kv ...any) {
 	r.k.log.Debug(what, append([]any{"key", key}, kv...)...)
@@ -1246,10 +1268,13 @@ func voteSummary(vs []vote) []string {
 	return out
 }
 
+// sortedPeers is a configuration: the members' IDs in order, without their
+// addresses (half of a state's encoding otherwise); withAddrs finds them
+// when a member must be contacted.
 func sortedPeers(ps []transport.Peer) []transport.Peer {
 	out := make([]transport.Peer, len(ps))
 	for i, p := range ps {
-		out[i] = transport.Peer{ID: p.ID, Addrs: p.Addrs}
+		out[i] = transport.Peer{ID: p.ID}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID.Less(out[j].ID) })
 	return out
