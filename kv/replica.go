@@ -239,18 +239,24 @@ func (r *replica) handlePrepare(c *service.Call) {
 		return
 	}
 	resp, wait := r.prepareHere(q)
+	r.answerDurable(c, q.Key, resp, wait)
+}
+
+// answerDurable answers an acceptor's vote once the record behind it is on
+// disk (wait), straight from the goroutine that waited; a failed write is
+// answered "unavailable" (the vote does not count).
+func (r *replica) answerDurable(c *service.Call, key string, resp ballotResp, wait func() error) {
 	if wait == nil {
 		c.Reply(resp)
 		return
 	}
-	c.Go(func(context.Context) (any, error) { return nil, wait() }, func(_ any, err error) {
-		if err != nil {
-			r.k.log.Error("persisting a record failed", "key", q.Key, "err", err)
-			c.Fail(service.Unavailable(100*time.Millisecond, "replica could not write to disk"))
-			return
+	c.ReplyAfter(func(context.Context) error {
+		if err := wait(); err != nil {
+			r.k.log.Error("persisting a record failed", "key", key, "err", err)
+			return service.Unavailable(100*time.Millisecond, "replica could not write to disk")
 		}
-		c.Reply(resp)
-	})
+		return nil
+	}, resp)
 }
 
 // prepareHere is this node's acceptor taking a prepare: the answer, and if
@@ -299,18 +305,7 @@ func (r *replica) handleAccept(c *service.Call) {
 		return
 	}
 	resp, wait := r.acceptHere(q, r.sender(c))
-	if wait == nil {
-		c.Reply(resp)
-		return
-	}
-	c.Go(func(context.Context) (any, error) { return nil, wait() }, func(_ any, err error) {
-		if err != nil {
-			r.k.log.Error("persisting a record failed", "key", q.Key, "err", err)
-			c.Fail(service.Unavailable(100*time.Millisecond, "replica could not write to disk"))
-			return
-		}
-		c.Reply(resp)
-	})
+	r.answerDurable(c, q.Key, resp, wait)
 }
 
 // acceptHere is this node's acceptor taking an accept: the answer, and if

@@ -394,6 +394,33 @@ func (c *Call) Go(work func(ctx context.Context) (any, error), then func(v any, 
 	}()
 }
 
+// ReplyAfter answers the request with v once work returns nil, or with
+// work's error (as Fail would), straight from work's goroutine: for an
+// answer decided on the loop that may only be sent after something slow
+// finishes (say, a write reaching the disk). It saves the trip back to the
+// loop that Go's continuation takes. v is marshalled now, on the loop; the
+// call counts as answered from now on (later Reply and Fail are ignored).
+func (c *Call) ReplyAfter(work func(ctx context.Context) error, v any) {
+	if c.replied {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.Fail(&Error{Code: CodeInternal, Message: "reply is not JSON: " + err.Error()})
+		return
+	}
+	c.replied = true
+	go func() {
+		_, err := safeWork(c.ctx, func(ctx context.Context) (any, error) { return nil, work(ctx) })
+		rep := Reply{V: Version, ID: c.ID(), Payload: b}
+		if err != nil {
+			rep = Reply{V: Version, ID: c.ID(), Err: toError(err)}
+		}
+		c.cancel()
+		c.r.done(c.req, rep)
+	}()
+}
+
 func safeWork(ctx context.Context, work func(context.Context) (any, error)) (v any, err error) {
 	defer func() {
 		if p := recover(); p != nil {

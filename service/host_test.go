@@ -879,3 +879,40 @@ func TestStartGrace(t *testing.T) {
 		wantErr(t, <-send(t, h3, req("nope", "say", "5", nil)), CodeUnknownService)
 	})
 }
+
+// TestReplyAfter: the answer decided on the loop goes out when the work
+// finishes, from the work's goroutine; the loop serves others meanwhile;
+// later replies are ignored; a failed work answers its error.
+func TestReplyAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := NewHost(HostConfig{})
+		defer h.Close()
+		gate := make(chan struct{})
+		mustRegister(t, h, New("disk").
+			Method("write", func(c *Call) {
+				c.ReplyAfter(func(context.Context) error { <-gate; return nil }, "durable")
+				c.Reply("too early") // ignored: the call is answered
+			}).
+			Method("broken", func(c *Call) {
+				c.ReplyAfter(func(context.Context) error { return Unavailable(time.Second, "disk gone") }, "never")
+			}).
+			Method("ping", echo))
+		first := send(t, h, req("disk", "write", "1", nil))
+		var got string
+		wantOK(t, <-send(t, h, req("disk", "ping", "2", "pong")), &got) // the loop is free
+		synctest.Wait()
+		select {
+		case r := <-first:
+			t.Fatalf("answered before the work finished: %+v", r)
+		default:
+		}
+		close(gate)
+		wantOK(t, <-first, &got)
+		if got != "durable" {
+			t.Fatalf("ReplyAfter answered %q", got)
+		}
+		if e := wantErr(t, <-send(t, h, req("disk", "broken", "3", nil)), CodeUnavailable); !strings.Contains(e.Message, "disk gone") {
+			t.Fatalf("failed work answered %+v", e)
+		}
+	})
+}
