@@ -45,6 +45,12 @@ type appender interface {
 	Append(recs ...Record) (wait func() error)
 }
 
+// lazyAppender is a store whose writes may wait a little for a sync to
+// share (LogStore.AppendLazy).
+type lazyAppender interface {
+	AppendLazy(recs ...Record) (wait func() error)
+}
+
 var (
 	bucketRecords = []byte("records")
 	bucketMeta    = []byte("meta")
@@ -154,6 +160,19 @@ func (s *MemStore) Append(recs ...Record) func() error {
 	_ = s.Put(recs...)
 	return func() error { return nil }
 }
+
+// AppendLazy is Append whose wait returns after memLazyDelay, like a lazy
+// log write waiting for a sync to share: the vote it delays arrives after
+// the others, as on disk.
+func (s *MemStore) AppendLazy(recs ...Record) func() error {
+	_ = s.Put(recs...)
+	return func() error {
+		time.Sleep(memLazyDelay)
+		return nil
+	}
+}
+
+const memLazyDelay = 2 * time.Millisecond
 
 // Close does nothing.
 func (s *MemStore) Close() error { return nil }

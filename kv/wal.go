@@ -31,13 +31,16 @@ type LogConfig struct {
 	// each group is one synchronous write of whole 4 KiB blocks instead of
 	// a write and an fdatasync. Buffered keeps the page cache and fdatasync.
 	Buffered bool
+	// LazyDelay is how long a lazy write (AppendLazy) may wait for another
+	// write to share its sync with. Default 5ms.
+	LazyDelay time.Duration
 	// Logger, nil to discard.
 	Logger *slog.Logger
 }
 
 // DefaultLogConfig returns the defaults.
 func DefaultLogConfig() LogConfig {
-	return LogConfig{CompactBytes: 16 << 20, PreallocBytes: 1 << 20}
+	return LogConfig{CompactBytes: 16 << 20, PreallocBytes: 1 << 20, LazyDelay: 5 * time.Millisecond}
 }
 
 // LogStore is a Store in a directory: a write-ahead log with group commit,
@@ -112,6 +115,10 @@ type group struct {
 	frames []pendingFrame
 	done   chan struct{}
 	err    error
+	// lazy: every frame so far may wait up to LazyDelay (since first) for
+	// a group that is needed now, to share its write.
+	lazy  bool
+	first time.Time
 }
 
 type pendingFrame struct {
@@ -130,6 +137,9 @@ func OpenLog(dir string, cfg LogConfig) (*LogStore, error) {
 	}
 	if cfg.PreallocBytes <= 0 {
 		cfg.PreallocBytes = d.PreallocBytes
+	}
+	if cfg.LazyDelay <= 0 {
+		cfg.LazyDelay = d.LazyDelay
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -277,7 +287,14 @@ func (s *LogStore) Load() ([]Record, Meta, error) {
 // until they are durable. Writes are applied in the order Append is called,
 // whatever order the waits return in: a caller that changes a record twice
 // can submit both from one goroutine and wait elsewhere.
-func (s *LogStore) Append(recs ...Record) (wait func() error) {
+func (s *LogStore) Append(recs ...Record) (wait func() error) { return s.append(false, recs) }
+
+// AppendLazy is Append for writes nobody is waiting on yet: they may wait
+// up to LogConfig.LazyDelay to be written with the next write that cannot
+// wait, so that both share one sync. Order with other appends is kept.
+func (s *LogStore) AppendLazy(recs ...Record) (wait func() error) { return s.append(true, recs) }
+
+func (s *LogStore) append(lazy bool, recs []Record) func() error {
 	frames := make([]pendingFrame, len(recs))
 	for i, r := range recs {
 		b, err := json.Marshal(r)
@@ -286,7 +303,7 @@ func (s *LogStore) Append(recs ...Record) (wait func() error) {
 		}
 		frames[i] = pendingFrame{typ: frameRecord, key: r.Key, payload: b}
 	}
-	return s.submit(frames)
+	return s.submitLazy(frames, lazy)
 }
 
 // Put writes records durably; concurrent calls share one fdatasync.
@@ -301,7 +318,9 @@ func (s *LogStore) PutMeta(m Meta) error {
 	return s.submit([]pendingFrame{{typ: frameMeta, payload: b}})()
 }
 
-func (s *LogStore) submit(frames []pendingFrame) func() error {
+func (s *LogStore) submit(frames []pendingFrame) func() error { return s.submitLazy(frames, false) }
+
+func (s *LogStore) submitLazy(frames []pendingFrame, lazy bool) func() error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -313,6 +332,11 @@ func (s *LogStore) submit(frames []pendingFrame) func() error {
 		return func() error { return err }
 	}
 	g := s.cur
+	if len(g.frames) == 0 {
+		g.lazy, g.first = lazy, time.Now()
+	} else if !lazy {
+		g.lazy = false
+	}
 	g.frames = append(g.frames, frames...)
 	s.mu.Unlock()
 	select {
@@ -367,11 +391,28 @@ func (s *LogStore) writer() {
 		g := s.cur
 		closing := s.closing
 		empty := len(g.frames) == 0
-		if !empty {
+		var linger time.Duration
+		if !empty && g.lazy && !closing {
+			linger = s.cfg.LazyDelay - time.Since(g.first)
+		}
+		if !empty && linger <= 0 {
 			s.cur = &group{done: make(chan struct{})} // g is the writer's now
 		}
 		failed := s.err
 		s.mu.Unlock()
+		if linger > 0 {
+			// Only lazy writes: give a write that cannot wait the chance
+			// to come and carry them.
+			t := time.NewTimer(linger)
+			select {
+			case <-s.wake:
+			case <-t.C:
+			case r := <-s.snapRes:
+				s.snapDone(r)
+			}
+			t.Stop()
+			continue
+		}
 		if empty {
 			if closing {
 				g.err = ErrClosed

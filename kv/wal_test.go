@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -541,5 +542,40 @@ func TestLogStoreDirectWrites(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLogStoreLazy: a lazy write waits for LazyDelay unless a write that
+// cannot wait comes, which carries it in its own group; order is kept.
+func TestLogStoreLazy(t *testing.T) {
+	dir := t.TempDir()
+	s := openLogT(t, dir, LogConfig{LazyDelay: time.Hour})
+	lazyDone := make(chan error, 1)
+	wait := s.AppendLazy(testRecord("k", 1, "lazy"))
+	go func() { lazyDone <- wait() }()
+	select {
+	case err := <-lazyDone:
+		t.Fatalf("a lazy write was synced on its own (err %v) with an hour to wait", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := s.Put(testRecord("k", 2, "now")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-lazyDone; err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Groups != 1 || st.Frames != 2 {
+		t.Fatalf("stats %+v: want the lazy frame carried in the other write's group", st)
+	}
+	s.Close()
+	s = openLogT(t, dir, LogConfig{LazyDelay: 20 * time.Millisecond})
+	defer s.Close()
+	got, _ := loadMap(t, s)
+	if got["k"].State.Version != 2 {
+		t.Fatalf("k at version %d after reopen, want 2 (order kept)", got["k"].State.Version)
+	}
+	// Alone, a lazy write goes out after LazyDelay.
+	if err := s.AppendLazy(testRecord("j", 1, "alone"))(); err != nil {
+		t.Fatal(err)
 	}
 }
