@@ -1235,7 +1235,7 @@ func (r *replica) lazyTargets(key string, targets []transport.Peer, selfVotes bo
 		order = append(order, targets[(start+i)%len(targets)])
 	}
 	sort.SliceStable(order, func(i, j int) bool {
-		return r.suspected(order[i].ID, now) == false && r.suspected(order[j].ID, now)
+		return !r.suspected(order[i].ID, now) && r.suspected(order[j].ID, now)
 	})
 	lazy := make(map[id.ID]bool, len(order)-need)
 	for _, p := range order[need:] {
