@@ -224,17 +224,30 @@ func (s *LogStore) open() error {
 // startLog creates log generation gen and makes it the current one.
 func (s *LogStore) startLog(gen uint64) error {
 	path := filepath.Join(s.dir, logName(gen))
-	f, err := openDirect(path)
-	direct := f != nil && !s.cfg.Buffered
-	if f != nil && !direct {
-		f.Close()
-		f = nil
+	var f *os.File
+	var err error
+	var alloc int64
+	if !s.cfg.Buffered {
+		if f, err = openDirect(path); err != nil {
+			return fmt.Errorf("kv: create %s: %w", path, err)
+		}
+		if f != nil {
+			// Some file systems accept O_DIRECT at open and refuse the
+			// writes: try one zero block, and fall back if it fails.
+			if _, werr := f.WriteAt(s.scratchZero(blockSize), 0); werr != nil {
+				s.log.Info("the log's file system refuses direct writes; using buffered writes and fdatasync", "dir", s.dir, "err", werr)
+				f.Close()
+				f = nil
+			} else {
+				alloc = blockSize
+			}
+		}
 	}
-	if err == nil && f == nil {
-		f, err = os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
-	}
-	if err != nil {
-		return fmt.Errorf("kv: create %s: %w", path, err)
+	direct := f != nil
+	if f == nil {
+		if f, err = os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600); err != nil {
+			return fmt.Errorf("kv: create %s: %w", path, err)
+		}
 	}
 	if err := syncDir(s.dir); err != nil {
 		f.Close()
@@ -243,7 +256,7 @@ func (s *LogStore) startLog(gen uint64) error {
 	if s.f != nil {
 		s.f.Close()
 	}
-	s.f, s.gen, s.off, s.alloc, s.direct, s.tail = f, gen, 0, 0, direct, s.tail[:0]
+	s.f, s.gen, s.off, s.alloc, s.direct, s.tail = f, gen, 0, alloc, direct, s.tail[:0]
 	return nil
 }
 
@@ -539,8 +552,7 @@ func (s *LogStore) writeDirect(buf []byte) error {
 // of blockSize).
 func (s *LogStore) zeroBlocks(off, n int64) error {
 	const chunk = 256 << 10
-	z := s.scratch(int(min(n, chunk)))
-	clear(z)
+	z := s.scratchZero(int(min(n, chunk)))
 	for n > 0 {
 		k := min(n, int64(len(z)))
 		if _, err := s.f.WriteAt(z[:k], off); err != nil {
@@ -561,6 +573,13 @@ func (s *LogStore) scratch(n int) []byte {
 		s.abuf = raw[skip : skip+n : skip+n]
 	}
 	return s.abuf[:n]
+}
+
+// scratchZero is scratch(n) cleared.
+func (s *LogStore) scratchZero(n int) []byte {
+	z := s.scratch(n)
+	clear(z)
+	return z
 }
 
 func roundUp(n, to int) int { return (n + to - 1) / to * to }
