@@ -1318,20 +1318,20 @@ func (r *replica) confirm(c *service.Call, ld *leader, rs []transport.Peer, ok f
 }
 
 // addrBook returns a lookup of addresses by node ID from the current view
-// of the ring, to use on or off the loop.
+// of the ring, to use on or off the loop (layouts are never changed once
+// made). Peers that already have addresses are kept as they are.
 func (r *replica) addrBook() func([]transport.Peer) []transport.Peer {
-	book := make(map[id.ID][]string)
-	for _, p := range r.layout().nodes {
-		book[p.ID] = p.Addrs
-	}
+	nodes := r.layout().nodes
 	return func(ps []transport.Peer) []transport.Peer {
-		out := make([]transport.Peer, len(ps))
-		for i, p := range ps {
-			out[i] = p
-			if len(p.Addrs) == 0 {
-				// Not in the view: the transport still reaches a node it
-				// has talked to (or that talked to it) by its ID.
-				out[i].Addrs = book[p.ID]
+		out := slices.Clone(ps)
+		for i, p := range out {
+			if len(p.Addrs) > 0 {
+				continue
+			}
+			// Not in the view either: the transport still reaches a node
+			// it has talked to (or that talked to it) by its ID.
+			if j := slices.IndexFunc(nodes, func(n transport.Peer) bool { return n.ID == p.ID }); j >= 0 {
+				out[i].Addrs = nodes[j].Addrs
 			}
 		}
 		return out

@@ -484,7 +484,7 @@ func (s *LogStore) writeGroup(g *group) error {
 			// Extend with zeros now, in this group's write and sync, so
 			// that the next groups overwrite allocated blocks.
 			grow := end - s.alloc + s.cfg.PreallocBytes
-			if err := writeZeros(s.f, s.alloc, grow); err != nil {
+			if err := writeZeros(s.f, s.alloc, grow, make([]byte, min(grow, 1<<20))); err != nil {
 				return err
 			}
 			s.alloc += grow
@@ -530,7 +530,7 @@ func (s *LogStore) writeDirect(buf []byte) error {
 	n := roundUp(len(s.tail)+len(buf), blockSize)
 	if end := start + int64(n); end > s.alloc {
 		grow := int64(roundUp(int(end-s.alloc+s.cfg.PreallocBytes), blockSize))
-		if err := s.zeroBlocks(s.alloc, grow); err != nil {
+		if err := writeZeros(s.f, s.alloc, grow, s.scratchZero(int(min(grow, 256<<10)))); err != nil {
 			return err
 		}
 		s.alloc += grow
@@ -545,22 +545,6 @@ func (s *LogStore) writeDirect(buf []byte) error {
 	// The new tail: what of this write lies in its last, partial block.
 	used := len(s.tail) + len(buf)
 	s.tail = append(s.tail[:0], w[used/blockSize*blockSize:used]...)
-	return nil
-}
-
-// zeroBlocks extends a direct log by n zero bytes from off (both multiples
-// of blockSize).
-func (s *LogStore) zeroBlocks(off, n int64) error {
-	const chunk = 256 << 10
-	z := s.scratchZero(int(min(n, chunk)))
-	for n > 0 {
-		k := min(n, int64(len(z)))
-		if _, err := s.f.WriteAt(z[:k], off); err != nil {
-			return err
-		}
-		off += k
-		n -= k
-	}
 	return nil
 }
 

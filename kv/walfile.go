@@ -322,9 +322,10 @@ func syncDir(dir string) error {
 	return err
 }
 
-// writeZeros extends f from off by n zero bytes.
-func writeZeros(f *os.File, off, n int64) error {
-	z := make([]byte, min(n, 1<<20))
+// writeZeros extends f from off by n zero bytes, written from z, a zeroed
+// buffer of any length (for a direct log it, off and n must be
+// block-aligned).
+func writeZeros(f *os.File, off, n int64, z []byte) error {
 	for n > 0 {
 		k := min(n, int64(len(z)))
 		if _, err := f.WriteAt(z[:k], off); err != nil {

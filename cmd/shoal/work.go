@@ -95,10 +95,13 @@ func runQueue(args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("%w: unknown subcommand %q: use create, enqueue, stats, dead or redrive", errUsage, sub)
 }
 
-func queuePath(q string, rest ...string) string {
-	p := "/v1/queues/" + url.PathEscape(q)
+func queuePath(q string, rest ...string) string { return v1Path("queues", q, rest...) }
+
+// v1Path is /v1/KIND/NAME[/REST...], each element URL-escaped.
+func v1Path(kind, name string, rest ...string) string {
+	p := "/v1/" + kind + "/" + url.PathEscape(name)
 	for _, r := range rest {
-		p += "/" + r
+		p += "/" + url.PathEscape(r)
 	}
 	return p
 }
@@ -258,13 +261,7 @@ func runResources(args []string, stdout, stderr io.Writer) error {
 	return runResList(args, stdout, stderr)
 }
 
-func poolPath(pool string, rest ...string) string {
-	p := "/v1/resources/" + url.PathEscape(pool)
-	for _, r := range rest {
-		p += "/" + url.PathEscape(r)
-	}
-	return p
-}
+func poolPath(pool string, rest ...string) string { return v1Path("resources", pool, rest...) }
 
 func runResList(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("resources", "POOL [--json]", stderr)
