@@ -613,3 +613,42 @@ func BenchmarkLogStorePut(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLogStoresOneDisk: k log stores in one directory (one disk), each
+// making one durable Put at the same moment, the way a Put's owner and
+// replica write at once when nodes share a disk (as in shoal bench kv). One
+// op is the k writes; ns/op is the time until the last is durable:
+//
+//	go test -run '^$' -bench LogStoresOneDisk ./kv
+func BenchmarkLogStoresOneDisk(b *testing.B) {
+	for _, k := range []int{1, 2, 4, 8} {
+		b.Run(fmt.Sprintf("stores=%d", k), func(b *testing.B) {
+			stores := make([]*LogStore, k)
+			for i := range stores {
+				s, err := OpenLog(filepath.Join(b.TempDir(), fmt.Sprint(i)), LogConfig{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				stores[i] = s
+			}
+			r := testRecord("bench", 1, string(bytes.Repeat([]byte{'v'}, 300)))
+			errs := make(chan error, k)
+			n := 0
+			for b.Loop() {
+				n++
+				for _, s := range stores {
+					rec := r
+					rec.State.Version = uint64(n)
+					go func() { errs <- s.Put(rec) }()
+				}
+				for range k {
+					if err := <-errs; err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(k*n)/b.Elapsed().Seconds(), "writes/s")
+		})
+	}
+}
