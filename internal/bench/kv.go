@@ -155,7 +155,12 @@ type KVResult struct {
 	DurationS   float64 `json:"duration_s"`
 	GOMAXPROCS  int     `json:"gomaxprocs"`
 	DataDir     string  `json:"data_dir"` // parent of the nodes' temporary data directories
-	SetupS      float64 `json:"setup_s"`  // start, settle and preload
+	// DataInMemory: DataDir is on tmpfs or ramfs. The figures then show the
+	// stack without a disk (fsync is free and keeps nothing), and the Put
+	// and CAS goals, which include one fsync, are not judged (reported
+	// false).
+	DataInMemory bool    `json:"data_in_memory"`
+	SetupS       float64 `json:"setup_s"` // start, settle and preload
 	// LoadAvg1m is the machine's 1-minute load average as the run began
 	// (0 where unknown): figures from a busy machine are not comparable.
 	LoadAvg1m float64 `json:"loadavg_1m"`
@@ -224,7 +229,7 @@ func KV(ctx context.Context, cfg KVConfig) (*KVResult, error) {
 	cfg = cfg.WithDefaults()
 	res := &KVResult{Bench: "kv", Nodes: cfg.Nodes, Replicas: kv.DefaultConfig().Replicas, Keys: cfg.Keys,
 		ValueBytes: cfg.Value, Concurrency: cfg.Concurrency, WarmupS: cfg.Warmup.Seconds(),
-		DurationS: cfg.Duration.Seconds(), GOMAXPROCS: runtime.GOMAXPROCS(0), DataDir: cfg.Dir, LoadAvg1m: LoadAvg()}
+		DurationS: cfg.Duration.Seconds(), GOMAXPROCS: runtime.GOMAXPROCS(0), DataDir: cfg.Dir, DataInMemory: inMemory(cfg.Dir), LoadAvg1m: LoadAvg()}
 	dir, err := os.MkdirTemp(cfg.Dir, "shoal-bench-kv-")
 	if err != nil {
 		return nil, fmt.Errorf("bench: data directory: %w", err)
@@ -319,8 +324,8 @@ func (r *KVResult) finish() {
 	r.GetGoalUs = round(GoalGetRatio*r.BareRTTP50us, 1)
 	r.PutGoalUs = round(GoalPutRatio*r.BareRTTP50us+r.FsyncP50us, 1)
 	r.GoalGetMet = r.GetOps > 0 && r.GetP50us <= r.GetGoalUs
-	r.GoalPutMet = r.PutOps > 0 && r.PutP50us <= r.PutGoalUs
-	r.GoalCASMet = r.CASOps > 0 && r.CASP50us <= r.PutGoalUs
+	r.GoalPutMet = r.PutOps > 0 && r.PutP50us <= r.PutGoalUs && !r.DataInMemory
+	r.GoalCASMet = r.CASOps > 0 && r.CASP50us <= r.PutGoalUs && !r.DataInMemory
 }
 
 func aroundPhase(f func(string) func(), name string) func() {
@@ -623,8 +628,13 @@ func (r *KVResult) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "  bare libp2p new-stream round trip, 1 caller: p50 %.1f µs, p99 %.1f µs (%s, %s)\n",
 		r.BareRTTP50us, r.BareRTTP99us, r.Security, r.Muxer)
 	fmt.Fprintf(&b, "  small write + fsync in %s: p50 %.1f µs, p99 %.1f µs\n", r.DataDir, r.FsyncP50us, r.FsyncP99us)
-	fmt.Fprintf(&b, "  goals: get p50 <= %.0fx bare = %.0f µs: %s; put and cas p50 <= %.0fx bare + fsync = %.0f µs: put %s, cas %s\n",
-		GoalGetRatio, r.GetGoalUs, met(r.GoalGetMet), GoalPutRatio, r.PutGoalUs, met(r.GoalPutMet), met(r.GoalCASMet))
+	if r.DataInMemory {
+		fmt.Fprintf(&b, "  goals: get p50 <= %.0fx bare = %.0f µs: %s; put and cas: not judged, %s is in memory (fsync keeps nothing): these figures are the stack without a disk\n",
+			GoalGetRatio, r.GetGoalUs, met(r.GoalGetMet), r.DataDir)
+	} else {
+		fmt.Fprintf(&b, "  goals: get p50 <= %.0fx bare = %.0f µs: %s; put and cas p50 <= %.0fx bare + fsync = %.0f µs: put %s, cas %s\n",
+			GoalGetRatio, r.GetGoalUs, met(r.GoalGetMet), GoalPutRatio, r.PutGoalUs, met(r.GoalPutMet), met(r.GoalCASMet))
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +122,59 @@ func TestKVPick(t *testing.T) {
 				t.Errorf("%+v worker %d: %d keys picked, want all %d", c, w, len(seen), want)
 			}
 		}
+	}
+}
+
+// The Put and CAS goals include one fsync: a run whose data directory is
+// in memory shows the stack without a disk and must not report them met,
+// however fast it was.
+func TestKVGoalsNotJudgedInMemory(t *testing.T) {
+	r := KVResult{GetOps: 1, PutOps: 1, CASOps: 1, GetP50us: 50, PutP50us: 300, CASP50us: 300, BareRTTP50us: 100, FsyncP50us: 3}
+	r.finish()
+	if !r.GoalGetMet || !r.GoalPutMet || !r.GoalCASMet {
+		t.Fatalf("on a disk, figures within the goals: got get %v put %v cas %v, want all met", r.GoalGetMet, r.GoalPutMet, r.GoalCASMet)
+	}
+	r.DataInMemory = true
+	r.finish()
+	if !r.GoalGetMet || r.GoalPutMet || r.GoalCASMet {
+		t.Fatalf("in memory: got get %v put %v cas %v, want get met, put and cas not judged (false)", r.GoalGetMet, r.GoalPutMet, r.GoalCASMet)
+	}
+	var b bytes.Buffer
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "not judged") {
+		t.Fatalf("text output does not say the put and cas goals are not judged:\n%s", b.String())
+	}
+}
+
+// inMemory agrees with /proc/mounts about every tmpfs mount point.
+func TestInMemory(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux is checked")
+	}
+	b, err := os.ReadFile("/proc/mounts")
+	if err != nil {
+		t.Skip("no /proc/mounts")
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[2] != "tmpfs" {
+			continue
+		}
+		if _, err := os.Stat(f[1]); err != nil {
+			continue
+		}
+		n++
+		if !inMemory(f[1]) {
+			t.Errorf("%s is tmpfs by /proc/mounts, inMemory says no", f[1])
+		}
+	}
+	if n == 0 {
+		t.Skip("no tmpfs mounted")
+	}
+	if inMemory("/proc") {
+		t.Errorf("/proc is not tmpfs, inMemory says it is")
 	}
 }
