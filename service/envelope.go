@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 )
 
@@ -51,12 +52,57 @@ func (e *Envelope) DeadlineTime() time.Time {
 	return time.UnixMilli(e.Deadline)
 }
 
-// EncodeEnvelope serializes e (setting V to Version if zero).
+// EncodeEnvelope serializes e (setting V to Version if zero). The payload
+// must be valid JSON; it is copied as it is (json.Marshal output is compact
+// already).
+//
+// The envelope is written by hand, not by encoding/json: the fields are
+// few and fixed, and json.Marshal re-scans and copies the payload to
+// compact it, which made up most of the framing's cost. The bytes are the
+// same as json.Marshal's for a compact payload (TestEncodeMatchesJSON).
 func EncodeEnvelope(e Envelope) ([]byte, error) {
 	if e.V == 0 {
 		e.V = Version
 	}
-	return json.Marshal(e)
+	if len(e.Payload) > 0 && !json.Valid(e.Payload) {
+		return nil, fmt.Errorf("%w: payload is not valid JSON", ErrBadEnvelope)
+	}
+	b := make([]byte, 0, 64+len(e.Service)+len(e.Method)+len(e.ID)+len(e.Payload))
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, int64(e.V), 10)
+	b = append(b, `,"svc":`...)
+	b = appendString(b, e.Service)
+	b = append(b, `,"m":`...)
+	b = appendString(b, e.Method)
+	b = append(b, `,"id":`...)
+	b = appendString(b, e.ID)
+	if e.Deadline != 0 {
+		b = append(b, `,"dl":`...)
+		b = strconv.AppendInt(b, e.Deadline, 10)
+	}
+	if e.OneWay {
+		b = append(b, `,"ow":true`...)
+	}
+	if len(e.Payload) > 0 {
+		b = append(b, `,"p":`...)
+		b = append(b, e.Payload...)
+	}
+	return append(b, '}'), nil
+}
+
+// appendString appends s as a JSON string, as json.Marshal would write it.
+// Names and request IDs are plain ASCII; anything else is left to
+// encoding/json (escapes, HTML-safe characters, invalid UTF-8).
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // ErrBadEnvelope wraps every decoding failure.
@@ -72,6 +118,18 @@ func DecodeEnvelope(b []byte, maxBytes int) (Envelope, *Error) {
 		e.ID = peekID(b)
 		return e, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request of %d bytes exceeds the limit of %d", len(b), maxBytes)}
 	}
+	if json.Unmarshal(b, &e) != nil {
+		// Malformed: decode again the slow way, which tells a trailing
+		// second value apart and keeps what was read for the error.
+		return decodeBad(b)
+	}
+	return e, checkEnvelope(e)
+}
+
+// decodeBad explains why a frame that json.Unmarshal refused is not an
+// envelope.
+func decodeBad(b []byte) (Envelope, *Error) {
+	var e Envelope
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&e); err != nil {
 		id := peekID(b)
@@ -81,23 +139,30 @@ func DecodeEnvelope(b []byte, maxBytes int) (Envelope, *Error) {
 	if _, err := dec.Token(); err != io.EOF { // dec.More() misses a trailing '}' or ']'
 		return e, &Error{Code: CodeBadRequest, Message: "malformed envelope: more than one JSON value"}
 	}
+	// Not reached for frames json.Unmarshal refused, unless the two
+	// decoders disagree: say so rather than pass the frame.
+	return e, &Error{Code: CodeBadRequest, Message: "malformed envelope"}
+}
+
+// checkEnvelope checks a decoded envelope's fields.
+func checkEnvelope(e Envelope) *Error {
 	switch {
 	case e.V < 1:
-		return e, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("envelope version %d: missing or invalid \"v\"", e.V)}
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("envelope version %d: missing or invalid \"v\"", e.V)}
 	case e.V > Version:
-		return e, &Error{Code: CodeUnsupportedVersion, Message: fmt.Sprintf("envelope version %d is newer than this node's %d; upgrade this node or send version %d", e.V, Version, Version)}
+		return &Error{Code: CodeUnsupportedVersion, Message: fmt.Sprintf("envelope version %d is newer than this node's %d; upgrade this node or send version %d", e.V, Version, Version)}
 	case e.Service == "" || len(e.Service) > MaxNameLen:
-		return e, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("service name must be 1 to %d bytes, got %d", MaxNameLen, len(e.Service))}
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("service name must be 1 to %d bytes, got %d", MaxNameLen, len(e.Service))}
 	case e.Method == "" || len(e.Method) > MaxNameLen:
-		return e, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("method name must be 1 to %d bytes, got %d", MaxNameLen, len(e.Method))}
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("method name must be 1 to %d bytes, got %d", MaxNameLen, len(e.Method))}
 	case e.ID == "" && !e.OneWay:
-		return e, &Error{Code: CodeBadRequest, Message: "request ID \"id\" is required"}
+		return &Error{Code: CodeBadRequest, Message: "request ID \"id\" is required"}
 	case len(e.ID) > MaxIDLen:
-		return e, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("request ID of %d bytes exceeds %d", len(e.ID), MaxIDLen)}
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("request ID of %d bytes exceeds %d", len(e.ID), MaxIDLen)}
 	case e.Deadline < 0:
-		return e, &Error{Code: CodeBadRequest, Message: "deadline must be Unix milliseconds >= 0"}
+		return &Error{Code: CodeBadRequest, Message: "deadline must be Unix milliseconds >= 0"}
 	}
-	return e, nil
+	return nil
 }
 
 // peekID tries to read just the request ID from a frame that failed to
@@ -115,12 +180,33 @@ func peekID(b []byte) string {
 	return ""
 }
 
-// EncodeReply serializes r (setting V if zero).
+// EncodeReply serializes r (setting V if zero), written by hand like
+// EncodeEnvelope; the payload must be valid JSON.
 func EncodeReply(r Reply) ([]byte, error) {
 	if r.V == 0 {
 		r.V = Version
 	}
-	return json.Marshal(r)
+	if len(r.Payload) > 0 && !json.Valid(r.Payload) {
+		return nil, fmt.Errorf("%w: reply payload is not valid JSON", ErrBadEnvelope)
+	}
+	b := make([]byte, 0, 32+len(r.ID)+len(r.Payload))
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, int64(r.V), 10)
+	b = append(b, `,"id":`...)
+	b = appendString(b, r.ID)
+	if len(r.Payload) > 0 {
+		b = append(b, `,"p":`...)
+		b = append(b, r.Payload...)
+	}
+	if r.Err != nil {
+		e, err := json.Marshal(r.Err)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, `,"err":`...)
+		b = append(b, e...)
+	}
+	return append(b, '}'), nil
 }
 
 // DecodeReply parses a reply; unknown fields are ignored.

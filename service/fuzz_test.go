@@ -3,6 +3,8 @@ package service
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -38,6 +40,9 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		const max = 4096
 		e, bad := DecodeEnvelope(b, max)
+		if re, rbad := decodeReference(b, max); (bad == nil) != (rbad == nil) || (bad != nil && *bad != *rbad) || !sameEnvelope(e, re) {
+			t.Fatalf("DecodeEnvelope(%q) = %+v, %v; the encoding/json Decoder it replaced gives %+v, %v", b, e, bad, re, rbad)
+		}
 		if bad != nil {
 			switch bad.Code {
 			case CodeBadRequest, CodeTooLarge, CodeUnsupportedVersion:
@@ -102,4 +107,22 @@ func decodeAny(t *testing.T, b []byte) any {
 		t.Fatalf("payload %q is not JSON: %v", b, err)
 	}
 	return v
+}
+
+// decodeReference is DecodeEnvelope as it was before its fast path: one
+// json.Decoder pass, then a check for anything after the value.
+func decodeReference(b []byte, maxBytes int) (Envelope, *Error) {
+	var e Envelope
+	if len(b) > maxBytes {
+		e.ID = peekID(b)
+		return e, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request of %d bytes exceeds the limit of %d", len(b), maxBytes)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&e); err != nil {
+		return Envelope{ID: peekID(b)}, &Error{Code: CodeBadRequest, Message: "malformed envelope: " + err.Error()}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return e, &Error{Code: CodeBadRequest, Message: "malformed envelope: more than one JSON value"}
+	}
+	return e, checkEnvelope(e)
 }
