@@ -35,6 +35,14 @@ type appFrame struct {
 	data     []byte
 }
 
+// direct is the frame on the direct channel: chanDirect, then f, in a
+// buffer of exactly its size.
+func (f appFrame) direct() []byte {
+	b := make([]byte, 1, 1+1+2*binary.MaxVarintLen64+len(f.data))
+	b[0] = chanDirect
+	return f.append(b)
+}
+
 func (f appFrame) append(dst []byte) []byte {
 	dst = append(dst, f.kind)
 	dst = binary.AppendUvarint(dst, f.reqID)

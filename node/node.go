@@ -268,7 +268,7 @@ func (n *Node) flush() {
 			n.log.Error("encode", "kind", e.Msg.Kind(), "err", err)
 			continue
 		}
-		if err := n.tr.Send(context.Background(), e.To, frame); err != nil {
+		if err := n.send(context.Background(), e.To, frame); err != nil {
 			n.m.sendErrors.Add(1)
 			n.log.Debug("send", "to", e.To.ID.Short(), "kind", e.Msg.Kind(), "err", err)
 			if !errors.Is(err, transport.ErrClosed) {
@@ -479,7 +479,7 @@ func (n *Node) exchange(ctx context.Context, key *id.ID, to *transport.Peer, kin
 			m := &Message{From: n.self, Payload: payload, Direct: true, n: n, reqID: req, service: kind == kindSvcCall}
 			n.enqueue(m)
 		} else {
-			err = n.tr.Send(ctx, *to, f.append([]byte{chanDirect}))
+			err = n.send(ctx, *to, f.direct())
 		}
 	}
 	if err != nil {
@@ -511,7 +511,16 @@ func (n *Node) Send(ctx context.Context, to transport.Peer, payload []byte) erro
 		n.enqueue(&Message{From: n.self, Payload: payload, Direct: true, n: n})
 		return nil
 	}
-	frame := appFrame{kind: kindOneWay, deadline: deadlineOf(ctx), data: payload}.append([]byte{chanDirect})
+	frame := appFrame{kind: kindOneWay, deadline: deadlineOf(ctx), data: payload}.direct()
+	return n.send(ctx, to, frame)
+}
+
+// send hands a frame built for this send alone to the transport, without
+// a copy where the transport can take it (transport.OwningSender).
+func (n *Node) send(ctx context.Context, to transport.Peer, frame []byte) error {
+	if o, ok := n.tr.(transport.OwningSender); ok {
+		return o.SendOwned(ctx, to, frame)
+	}
 	return n.tr.Send(ctx, to, frame)
 }
 
@@ -527,8 +536,8 @@ func (n *Node) reply(to transport.Peer, req uint64, kind byte, data []byte) {
 		n.complete(req, r)
 		return
 	}
-	frame := appFrame{kind: kind, reqID: req, data: data}.append([]byte{chanDirect})
-	if err := n.tr.Send(context.Background(), to, frame); err != nil {
+	frame := appFrame{kind: kind, reqID: req, data: data}.direct()
+	if err := n.send(context.Background(), to, frame); err != nil {
 		n.m.sendErrors.Add(1)
 		n.log.Debug("reply", "to", to.ID.Short(), "err", err)
 	}

@@ -120,6 +120,6 @@ func (n *Node) SendProto(ctx context.Context, name string, to transport.Peer, pa
 		n.protoDeliver(&ProtoMessage{From: n.self, Direct: true}, protoFrame(name, payload))
 		return nil
 	}
-	frame := appFrame{kind: kindProto, deadline: deadlineOf(ctx), data: protoFrame(name, payload)}.append([]byte{chanDirect})
-	return n.tr.Send(ctx, to, frame)
+	frame := appFrame{kind: kindProto, deadline: deadlineOf(ctx), data: protoFrame(name, payload)}.direct()
+	return n.send(ctx, to, frame)
 }

@@ -134,7 +134,7 @@ func (n *Node) NotifyNode(ctx context.Context, to transport.Peer, svc, method st
 		n.enqueue(&Message{From: n.self, Payload: frame, Direct: true, n: n, service: true})
 		return nil
 	}
-	return n.tr.Send(ctx, to, appFrame{kind: kindSvcOneWay, deadline: deadlineOf(ctx), data: frame}.append([]byte{chanDirect}))
+	return n.send(ctx, to, appFrame{kind: kindSvcOneWay, deadline: deadlineOf(ctx), data: frame}.direct())
 }
 
 func (n *Node) call(ctx context.Context, key *id.ID, to *transport.Peer, svc, method string, req, resp any, opts []CallOption) error {

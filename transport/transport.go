@@ -49,6 +49,15 @@ type Transport interface {
 	Close() error
 }
 
+// OwningSender is implemented by transports that can take a frame without
+// copying it. SendOwned is Send, except that data belongs to the transport
+// from then on: the caller must not touch it again. Send copies data (its
+// caller may reuse the buffer at once); a caller that built the frame just
+// for this send saves that copy.
+type OwningSender interface {
+	SendOwned(ctx context.Context, to Peer, data []byte) error
+}
+
 // Errors shared by transports.
 var (
 	// ErrClosed is returned by Send after Close.

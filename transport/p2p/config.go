@@ -49,7 +49,9 @@ type Config struct {
 	DialTimeout time.Duration
 	// WriteTimeout bounds one batch of writes to a peer. A peer that stops
 	// reading for longer has its stream reset and is reported unreachable,
-	// so one stuck peer cannot hold frames forever. Default 10s.
+	// so one stuck peer cannot hold frames forever. (The stream's deadline
+	// is moved forward only once half of it is used, so a stall is cut
+	// after between half of WriteTimeout and all of it.) Default 10s.
 	WriteTimeout time.Duration
 	// EnableNAT turns on UPnP/NAT-PMP port mapping, hole punching and
 	// circuit relays, for nodes behind NAT on the internet. Off by default:

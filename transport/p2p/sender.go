@@ -78,7 +78,7 @@ func (s *sender) run() {
 				s.fail(1, fmt.Errorf("p2p: open stream to %s: %w", s.pid, err))
 				continue
 			}
-			w := deadlineWriter{st: st, timeout: t.cfg.WriteTimeout}
+			w := &deadlineWriter{st: st, timeout: t.cfg.WriteTimeout}
 			if bw == nil {
 				bw = bufio.NewWriterSize(w, writeBufSize)
 			} else {
@@ -188,16 +188,23 @@ drain:
 	s.t.unreachable(s.id, err)
 }
 
-// deadlineWriter gives every write to the stream WriteTimeout to complete,
-// so the timeout bounds a stall, not the length of a busy burst.
+// deadlineWriter gives every write to the stream between half of
+// WriteTimeout and all of it to complete, so the timeout bounds a stall,
+// not the length of a busy burst. The deadline is moved only once half of
+// it is used up: every move costs the muxer a new timer, and a stream
+// writes a frame or a batch at a time, thousands a second.
 type deadlineWriter struct {
 	st      network.Stream
 	timeout time.Duration
+	until   time.Time // the stream's write deadline; zero: none set yet
 }
 
-func (w deadlineWriter) Write(p []byte) (int, error) {
-	if err := w.st.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
-		return 0, err
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	if now := time.Now(); w.until.Sub(now) < w.timeout/2 {
+		w.until = now.Add(w.timeout)
+		if err := w.st.SetWriteDeadline(w.until); err != nil {
+			return 0, err
+		}
 	}
 	return w.st.Write(p)
 }

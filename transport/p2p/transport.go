@@ -182,6 +182,15 @@ func (t *Transport) Start(r transport.Receiver) error {
 // to us). Failures after Send returns are reported through
 // Receiver.Unreachable.
 func (t *Transport) Send(ctx context.Context, to transport.Peer, data []byte) error {
+	if len(data) > t.cfg.MaxFrame {
+		return fmt.Errorf("%w: %d bytes, limit %d", transport.ErrFrameTooLarge, len(data), t.cfg.MaxFrame)
+	}
+	return t.SendOwned(ctx, to, bytes.Clone(data))
+}
+
+// SendOwned is Send without the copy: data is the transport's from now on
+// (transport.OwningSender).
+func (t *Transport) SendOwned(ctx context.Context, to transport.Peer, data []byte) error {
 	if t.isClosed.Load() {
 		return transport.ErrClosed
 	}
@@ -195,10 +204,9 @@ func (t *Transport) Send(ctx context.Context, to transport.Peer, data []byte) er
 	if err != nil {
 		return err
 	}
-	frame := bytes.Clone(data)
 	t.outstanding.Add(1)
 	select {
-	case s.q <- frame:
+	case s.q <- data:
 	default:
 		t.settle(1)
 		t.stats.dropped.Add(1)

@@ -252,3 +252,26 @@ func TestPeerRestart(t *testing.T) {
 		t.Fatalf("Stats = %+v, want nothing lost", s)
 	}
 }
+
+// Send copies the frame, so its caller may reuse the buffer at once;
+// SendOwned takes the buffer as it is (the node builds every frame for one
+// send and saves the copy).
+func TestSendCopiesSendOwnedTakes(t *testing.T) {
+	a, _ := newTransport(t, Config{})
+	b, rb := newTransport(t, Config{})
+	to := only(t, b.Self(), "/tcp/")
+	var _ transport.OwningSender = a
+	buf := []byte("first")
+	if err := a.Send(context.Background(), to, buf); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "XXXXX") // at once, before the sender goroutine can have written it
+	expect(t, rb, a, "first")
+	if err := a.SendOwned(context.Background(), to, []byte("owned")); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, rb, a, "owned")
+	if err := a.SendOwned(context.Background(), to, make([]byte, a.cfg.MaxFrame+1)); !errors.Is(err, transport.ErrFrameTooLarge) {
+		t.Fatalf("SendOwned of an oversized frame: %v, want ErrFrameTooLarge", err)
+	}
+}
