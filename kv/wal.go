@@ -81,6 +81,7 @@ type LogStore struct {
 	direct   bool   // f is O_DIRECT|O_DSYNC: whole aligned blocks, no fdatasync
 	tail     []byte // direct: the written bytes of the block holding off
 	abuf     []byte // direct: block-aligned scratch for one group's write
+	gbuf     []byte // the frames of the group being written, reused
 	gen      uint64
 	off      int64 // end of the written frames in f
 	alloc    int64 // size of f (written frames plus preallocated zeros)
@@ -471,9 +472,15 @@ func (s *LogStore) writeGroup(g *group) error {
 	for _, f := range g.frames {
 		n += frameHeader + 1 + len(f.payload)
 	}
-	buf := make([]byte, 0, n)
+	buf := s.gbuf[:0]
+	if cap(buf) < n {
+		buf = make([]byte, 0, n)
+	}
 	for _, f := range g.frames {
 		buf = appendFrame(buf, s.gen, f.typ, f.payload)
+	}
+	if cap(buf) <= maxKeptGroupBuf {
+		s.gbuf = buf // nothing keeps the bytes once they are written
 	}
 	if s.direct {
 		if err := s.writeDirect(buf); err != nil {
@@ -514,6 +521,10 @@ func (s *LogStore) writeGroup(g *group) error {
 	s.statsMu.Unlock()
 	return nil
 }
+
+// maxKeptGroupBuf bounds the group buffer kept between writes: a rare big
+// group is not held on to.
+const maxKeptGroupBuf = 1 << 20
 
 // blockSize is the unit of direct writes: offsets, lengths and buffer
 // addresses are multiples of it.
