@@ -53,13 +53,13 @@ func (e *Envelope) DeadlineTime() time.Time {
 }
 
 // EncodeEnvelope serializes e (setting V to Version if zero). The payload
-// must be valid JSON; it is copied as it is (json.Marshal output is compact
-// already).
+// must be valid JSON; it is copied as it is, where json.Marshal compacted
+// it and escaped <, > and & (a payload json.Marshal wrote needs neither).
 //
 // The envelope is written by hand, not by encoding/json: the fields are
-// few and fixed, and json.Marshal re-scans and copies the payload to
-// compact it, which made up most of the framing's cost. The bytes are the
-// same as json.Marshal's for a compact payload (TestEncodeMatchesJSON).
+// few and fixed, and re-scanning and copying the payload made up most of
+// the framing's cost. For a payload json.Marshal wrote, the bytes are the
+// same as json.Marshal's of the whole envelope (TestEncodeMatchesJSON).
 func EncodeEnvelope(e Envelope) ([]byte, error) {
 	if e.V == 0 {
 		e.V = Version

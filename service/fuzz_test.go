@@ -13,8 +13,8 @@ import (
 // FuzzDecodeEnvelope feeds the decoder valid and invalid envelopes. It must
 // never panic; a refusal is a well-formed *Error; an accepted envelope is
 // one valid JSON value that survives a re-encode and decode unchanged (the
-// payload as JSON, since the encoder compacts it), and the second encoding
-// is a fixed point.
+// payload compared as JSON), and the second encoding is a fixed point. It
+// also checks DecodeEnvelope against the json.Decoder version it replaced.
 func FuzzDecodeEnvelope(f *testing.F) {
 	for _, s := range []string{
 		`{"v":1,"svc":"inventory","m":"reserve","id":"r-1","dl":1767225600000,"p":{"sku":"sku-42","n":3}}`,

@@ -265,7 +265,7 @@ func TestSendCopiesSendOwnedTakes(t *testing.T) {
 	if err := a.Send(context.Background(), to, buf); err != nil {
 		t.Fatal(err)
 	}
-	copy(buf, "XXXXX") // at once, before the sender goroutine can have written it
+	copy(buf, "XXXXX") // at once: without Send's copy the frame would usually go out changed
 	expect(t, rb, a, "first")
 	if err := a.SendOwned(context.Background(), to, []byte("owned")); err != nil {
 		t.Fatal(err)
