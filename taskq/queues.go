@@ -135,7 +135,9 @@ func (q *Queues) call(ctx context.Context, queue, method string, req, resp any, 
 		err = q.n.Call(ctx, queueID(queue), ServiceName, method, req, resp, node.WithRetry(p))
 		// A node that has just (re)started joins the ring before its
 		// services are registered: its "unknown service" is a moment's
-		// unavailability, not a permanent error.
+		// unavailability, not a permanent error. (Nodes of this version
+		// answer "unavailable" then, which the call retries by itself;
+		// this loop is for older nodes in a mixed ring.)
 		if err == nil || !errors.Is(err, service.ErrUnknownService) || attempt >= p.Attempts || ctx.Err() != nil {
 			break
 		}
