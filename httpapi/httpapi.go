@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,9 @@ type Server struct {
 
 	closing   chan struct{} // closed when Close starts
 	closeOnce sync.Once
+
+	routesMu sync.Mutex
+	routes   []string // registered patterns, named in the answer to an unknown route
 }
 
 // New returns a server for n with the ring routes registered. Other
@@ -40,12 +44,15 @@ func New(n *node.Node, log *slog.Logger) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{n: n, mux: http.NewServeMux(), log: log.With("subsys", "http"), closing: make(chan struct{})}
-	s.mux.HandleFunc("GET /v1/ring", s.ring)
-	s.mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("GET /v1/ring", s.ring)
+	s.Handle("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]any{"ok": true, "id": n.ID()})
 	})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s; see docs/http.md", r.Method, r.URL.Path))
+		s.routesMu.Lock()
+		routes := strings.Join(s.routes, ", ")
+		s.routesMu.Unlock()
+		WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s; this node serves %s", r.Method, r.URL.Path, routes))
 	})
 	return s
 }
@@ -54,7 +61,12 @@ func New(n *node.Node, log *slog.Logger) *Server {
 func (s *Server) Node() *node.Node { return s.n }
 
 // Handle registers a route pattern (Go 1.22 ServeMux syntax).
-func (s *Server) Handle(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+func (s *Server) Handle(pattern string, h http.HandlerFunc) {
+	s.mux.HandleFunc(pattern, h)
+	s.routesMu.Lock()
+	s.routes = append(s.routes, pattern)
+	s.routesMu.Unlock()
+}
 
 // Start listens on addr (e.g. 127.0.0.1:8080) and serves in the background.
 func (s *Server) Start(addr string) error {

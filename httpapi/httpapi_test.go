@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"testing/synctest"
 
@@ -27,7 +28,8 @@ func TestRingAndErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer n.Close()
-		h := New(n, nil).Handler()
+		s := New(n, nil)
+		h := s.Handler()
 
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/ring", nil))
@@ -47,6 +49,16 @@ func TestRingAndErrors(t *testing.T) {
 		var e Error
 		if rec.Code != http.StatusNotFound || json.Unmarshal(rec.Body.Bytes(), &e) != nil || e.Code != "not_found" || e.Error == "" {
 			t.Fatalf("unknown route: %d %s", rec.Code, rec.Body)
+		}
+		// It names the routes there are, those added later included.
+		if !strings.Contains(e.Error, "GET /v1/ring") || !strings.Contains(e.Error, "GET /v1/health") {
+			t.Fatalf("unknown route: the error does not list the routes: %q", e.Error)
+		}
+		s.Handle("GET /v1/extra", func(w http.ResponseWriter, r *http.Request) {})
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/nope", nil))
+		if !strings.Contains(rec.Body.String(), "GET /v1/extra") {
+			t.Fatalf("unknown route: a route added later is not listed: %s", rec.Body)
 		}
 	})
 }
