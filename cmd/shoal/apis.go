@@ -10,6 +10,7 @@ import (
 
 	"github.com/shoal-p2p/shoal/httpapi"
 	"github.com/shoal-p2p/shoal/httpapi/kvapi"
+	"github.com/shoal-p2p/shoal/httpapi/metrics"
 	"github.com/shoal-p2p/shoal/httpapi/queues"
 	"github.com/shoal-p2p/shoal/httpapi/resources"
 	"github.com/shoal-p2p/shoal/httpapi/topics"
@@ -19,6 +20,7 @@ import (
 	"github.com/shoal-p2p/shoal/pubsub"
 	"github.com/shoal-p2p/shoal/resource"
 	"github.com/shoal-p2p/shoal/taskq"
+	"github.com/shoal-p2p/shoal/transport/p2p"
 )
 
 // services are the subsystems every node runs, whether or not it serves
@@ -28,6 +30,7 @@ import (
 type services struct {
 	ps      *pubsub.PubSub
 	kv      *kv.KV
+	log     *kv.LogStore // the store's log, for its counters
 	tq      *taskq.Queues
 	res     *resource.Manager
 	sink    *effect.Sink
@@ -86,6 +89,7 @@ func startServices(n *node.Node, o serviceOptions) (*services, error) {
 		s.Close()
 		return nil, fmt.Errorf("open the key-value store: %w", err)
 	}
+	s.log = store
 	kcfg := kv.DefaultConfig()
 	kcfg.Store = store
 	kcfg.Genesis = o.Genesis
@@ -150,9 +154,18 @@ func (s *services) Close() error {
 }
 
 // registerAPIs adds each subsystem's HTTP routes to a node's API server.
-func registerAPIs(api *httpapi.Server, svc *services, log *slog.Logger) {
+func registerAPIs(api *httpapi.Server, svc *services, tr *p2p.Transport, log *slog.Logger) {
 	topics.Register(api, svc.ps)
 	kvapi.Register(api, svc.kv)
 	queues.Register(api, svc.tq)
 	resources.Register(api, svc.res)
+	n := api.Node()
+	metrics.Register(api,
+		metrics.Source{Subsystem: "node", Read: func() any { return n.Metrics() }},
+		metrics.Source{Subsystem: "host", Read: func() any { return n.ServiceStats() },
+			Labels: map[string]string{"services": "service", "refused_by_resource": "resource"}},
+		metrics.Source{Subsystem: "p2p", Read: func() any { return tr.Stats() }},
+		metrics.Source{Subsystem: "kv_log", Read: func() any { return svc.log.Stats() }},
+		metrics.Source{Subsystem: "pubsub", Read: func() any { return svc.ps.Stats() }},
+	)
 }

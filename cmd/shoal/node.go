@@ -152,7 +152,7 @@ func runNode(args []string, stdout, stderr io.Writer) error {
 	var api *httpapi.Server
 	if *httpAddr != "" {
 		api = httpapi.New(n, log)
-		registerAPIs(api, svc, log)
+		registerAPIs(api, svc, tr, log)
 		if err := api.Start(*httpAddr); err != nil {
 			svc.Close()
 			n.Close()

@@ -406,4 +406,38 @@ func TestKVLinearizableAcrossRealProcesses(t *testing.T) {
 		}
 		t.Fatalf("history over real processes is not linearizable (%v)", res)
 	}
+	// Every node serves its counters at /metrics; after this workload each
+	// live one has written its log and handled kv calls.
+	for _, p := range r.live() {
+		for _, m := range []string{"shoal_kv_log_groups_total", `shoal_host_services_handled_total{service="kv"}`, "shoal_p2p_frames_out_total"} {
+			if v := scrapeMetric(t, p.api, m); v <= 0 {
+				t.Errorf("node %d: %s = %v after the workload, want > 0", p.idx, m, v)
+			}
+		}
+	}
+}
+
+// scrapeMetric reads one sample's value from a node's /metrics (-1 if it
+// is not there).
+func scrapeMetric(t *testing.T, api, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + api + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics from %s: %v", api, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics from %s: %s\n%s", api, resp.Status, b)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %q is not a number", name, v)
+			}
+			return f
+		}
+	}
+	return -1
 }
