@@ -634,6 +634,10 @@ func (r *KVResult) WriteText(w io.Writer) error {
 	} else {
 		fmt.Fprintf(&b, "  goals: get p50 <= %.0fx bare = %.0f µs: %s; put and cas p50 <= %.0fx bare + fsync = %.0f µs: put %s, cas %s\n",
 			GoalGetRatio, r.GetGoalUs, met(r.GoalGetMet), GoalPutRatio, r.PutGoalUs, met(r.GoalPutMet), met(r.GoalCASMet))
+		if !r.GoalPutMet || !r.GoalCASMet {
+			fmt.Fprintf(&b, "  note: the %d nodes' logs share the one disk under %s, and every Put makes two synchronous log writes there (its owner's and a replica's);\n"+
+				"  --dir /dev/shm shows the same run without the disk (docs/kv.md, \"Where the time goes\")\n", r.Nodes, r.DataDir)
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
