@@ -1,6 +1,8 @@
 package kv
 
 import (
+	"slices"
+
 	"github.com/shoal-p2p/shoal/id"
 	"github.com/shoal-p2p/shoal/transport"
 )
@@ -72,18 +74,16 @@ func sameMembers(a, b []transport.Peer) bool {
 		return false
 	}
 	for _, p := range a {
-		found := false
-		for _, q := range b {
-			if p.ID == q.ID {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !hasNode(b, p.ID) {
 			return false
 		}
 	}
 	return true
+}
+
+// hasNode reports whether node n is one of ps.
+func hasNode(ps []transport.Peer, n id.ID) bool {
+	return slices.ContainsFunc(ps, func(p transport.Peer) bool { return p.ID == n })
 }
 
 // Exists reports whether the key has a live value.

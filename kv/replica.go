@@ -995,11 +995,8 @@ func okFrom(votes []vote, set []transport.Peer) int {
 		if v.err != nil || !v.resp.OK {
 			continue
 		}
-		for _, p := range set {
-			if p.ID == v.from {
-				n++
-				break
-			}
+		if hasNode(set, v.from) {
+			n++
 		}
 	}
 	return n
@@ -1041,14 +1038,7 @@ func best(votes []vote) ballotResp {
 func union(a, b []transport.Peer) []transport.Peer {
 	out := append([]transport.Peer(nil), a...)
 	for _, p := range b {
-		dup := false
-		for _, q := range out {
-			if q.ID == p.ID {
-				dup = true
-				break
-			}
-		}
-		if !dup {
+		if !hasNode(out, p.ID) {
 			out = append(out, p)
 		}
 	}

@@ -357,12 +357,20 @@ func (c *Call) Reply(v any) {
 	if c.replied {
 		return
 	}
+	if b, ok := c.marshal(v); ok {
+		c.finish(Reply{V: Version, ID: c.ID(), Payload: b})
+	}
+}
+
+// marshal encodes a reply payload, or fails the call (CodeInternal) if v is
+// not JSON.
+func (c *Call) marshal(v any) ([]byte, bool) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		c.Fail(&Error{Code: CodeInternal, Message: "reply is not JSON: " + err.Error()})
-		return
+		return nil, false
 	}
-	c.finish(Reply{V: Version, ID: c.ID(), Payload: b})
+	return b, true
 }
 
 // Fail answers the request with an error: an *Error keeps its code, any
@@ -404,9 +412,8 @@ func (c *Call) ReplyAfter(work func(ctx context.Context) error, v any) {
 	if c.replied {
 		return
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		c.Fail(&Error{Code: CodeInternal, Message: "reply is not JSON: " + err.Error()})
+	b, ok := c.marshal(v)
+	if !ok {
 		return
 	}
 	c.replied = true
