@@ -69,7 +69,7 @@ func (r *Ring) queueStep(ctx context.Context, out io.Writer, fail func(string, .
 	}
 	var (
 		completed atomic.Int64
-		armed     atomic.Bool
+		chosen    atomic.Bool
 		victimCh  = make(chan started, 1)
 		perNode   sync.Map // node short ID → *atomic.Int64
 	)
@@ -78,7 +78,9 @@ func (r *Ring) queueStep(ctx context.Context, out io.Writer, fail func(string, .
 			c, _ := perNode.LoadOrStore(m.n.ID().Short(), new(atomic.Int64))
 			c.(*atomic.Int64).Add(1)
 			d := time.Duration(10+rand.IntN(30)) * time.Millisecond
-			if m != owner && armed.CompareAndSwap(true, false) {
+			// The victim is chosen by the worker itself, so no task can
+			// slip past between the count reaching a third and the choice.
+			if m != owner && completed.Load() >= demoTasks/3 && chosen.CompareAndSwap(false, true) {
 				victimCh <- started{m, t.ID}
 				d = 10 * time.Second // killed long before this ends
 			}
@@ -90,28 +92,6 @@ func (r *Ring) queueStep(ctx context.Context, out io.Writer, fail func(string, .
 			return nil
 		}
 	}
-	var workers []*taskq.Worker
-	for _, m := range live {
-		h := m.sink.Handler(work(m))
-		w, err := m.tq.Work(demoQueue, func(ctx context.Context, t taskq.Task) error {
-			err := h(ctx, t)
-			if err == nil {
-				completed.Add(1)
-			}
-			return err
-		}, taskq.Concurrency(3))
-		if err != nil {
-			fail("start a worker on %s: %v", m.n.ID().Short(), err)
-			return res, false
-		}
-		workers = append(workers, w)
-	}
-	defer func() {
-		for _, w := range workers {
-			w.Stop()
-		}
-	}()
-
 	start := time.Now()
 	ids := make([]string, demoTasks)
 	ectx, ecancel := context.WithTimeout(ctx, 60*time.Second)
@@ -146,17 +126,38 @@ func (r *Ring) queueStep(ctx context.Context, out io.Writer, fail func(string, .
 		fmt.Fprintf(out, "   enqueued %d tasks from all nodes with idempotency keys; enqueueing job-0 again returned its first ID %s\n", demoTasks, short(ids[0]))
 	}
 
+	// Workers start once every task is queued: started earlier, they keep
+	// pace with a slow enqueue and may finish the tasks before a worker
+	// other than the owner's can be picked as the victim.
+	var workers []*taskq.Worker
+	for _, m := range live {
+		h := m.sink.Handler(work(m))
+		w, err := m.tq.Work(demoQueue, func(ctx context.Context, t taskq.Task) error {
+			err := h(ctx, t)
+			if err == nil {
+				completed.Add(1)
+			}
+			return err
+		}, taskq.Concurrency(3))
+		if err != nil {
+			fail("start a worker on %s: %v", m.n.ID().Short(), err)
+			return res, false
+		}
+		workers = append(workers, w)
+	}
+	defer func() {
+		for _, w := range workers {
+			w.Stop()
+		}
+	}()
+
 	vctx, vcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer vcancel()
-	for completed.Load() < demoTasks/3 && vctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
-	armed.Store(true)
 	var v started
 	select {
 	case v = <-victimCh:
 	case <-vctx.Done():
-		fail("no worker besides the queue's owner started a task within 30s (%d done)", completed.Load())
+		fail("no worker besides the queue's owner started a task after the first %d were done, within 30s (%d done; runs per node: %s)", demoTasks/3, completed.Load(), runsPerNode(&perNode))
 		return res, false
 	}
 	killedTask := v.task
@@ -199,13 +200,7 @@ func (r *Ring) queueStep(ctx context.Context, out io.Writer, fail func(string, .
 			}
 		}
 	}
-	var spread []string
-	perNode.Range(func(k, v any) bool {
-		spread = append(spread, fmt.Sprintf("%s:%d", k, v.(*atomic.Int64).Load()))
-		return true
-	})
-	sort.Strings(spread)
-	fmt.Fprintf(out, "   runs per node: %s\n", strings.Join(spread, " "))
+	fmt.Fprintf(out, "   runs per node: %s\n", runsPerNode(&perNode))
 	if missing > 0 {
 		fail("%d tasks have no effect recorded", missing)
 		return res, false
@@ -213,6 +208,17 @@ func (r *Ring) queueStep(ctx context.Context, out io.Writer, fail func(string, .
 	fmt.Fprintf(out, "   all %d tasks done in %.1fs, each effect applied exactly once (create-only writes keyed by task ID); %d raw duplicate execution(s) absorbed  ok\n\n",
 		demoTasks, res.took.Seconds(), res.duplicates)
 	return res, true
+}
+
+// runsPerNode formats how many task runs each node started.
+func runsPerNode(perNode *sync.Map) string {
+	var spread []string
+	perNode.Range(func(k, v any) bool {
+		spread = append(spread, fmt.Sprintf("%s:%d", k, v.(*atomic.Int64).Load()))
+		return true
+	})
+	sort.Strings(spread)
+	return strings.Join(spread, " ")
 }
 
 // createRetrying creates the queue, retrying while the ring settles.
