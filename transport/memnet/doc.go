@@ -23,6 +23,12 @@
 // a–c does not); CutRandomPairs cuts a seeded fraction of all links. Cuts
 // outlive Heal.
 //
+// Pause(node) makes a node look stopped (SIGSTOP, a long pause of its
+// runtime, a stalled VM): what arrives for it waits and what it sends does
+// not leave, until Resume hands it its whole backlog at once and puts what
+// it sent on the wire. Unlike a partition, nothing is lost: the late
+// messages of a node that slept through a change of leadership do arrive.
+//
 // # Discrete-event mode (the default)
 //
 // For a simulator driving thousands of pure state machines on one goroutine.

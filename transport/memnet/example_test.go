@@ -37,5 +37,5 @@ func Example() {
 	// 20ms a got 3
 	// 25ms b got 4
 	// 30ms a got 5
-	// {Sent:7 Delivered:6 Dropped:0 Blocked:1 Duplicated:0}
+	// {Sent:7 Delivered:6 Dropped:0 Blocked:1 Duplicated:0 Held:0}
 }

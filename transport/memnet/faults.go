@@ -36,6 +36,61 @@ func (n *Network) healLocked() {
 	}
 }
 
+// Pause freezes node as a stopped process (SIGSTOP, a long GC pause, a
+// stalled VM) looks to everyone else: messages that arrive for it wait,
+// undelivered, and messages it sends do not leave; Resume delivers the
+// first at once, in the order they arrived, and puts the second on the wire
+// with the latencies drawn when they were sent. Loss, duplication and the
+// connectivity check at Send are decided as usual; connectivity, crashes and
+// restarts are checked again when a held message finally arrives. The node's
+// own code keeps running (the network cannot stop it): what Pause models is
+// that nothing it does is seen until it resumes, and that it then sees the
+// whole backlog. A crash or restart of a paused node drops what it held and
+// ends the pause. Pausing a node that is not up, or is paused, does nothing.
+func (n *Network) Pause(node id.ID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if i, ok := n.ids[node]; ok && n.eps[i].up {
+		n.eps[i].paused = true
+	}
+}
+
+// Resume ends a Pause (see there). Resuming a node that is not paused does
+// nothing.
+func (n *Network) Resume(node id.ID) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	i, ok := n.ids[node]
+	if !ok || !n.eps[i].paused {
+		return
+	}
+	e := &n.eps[i]
+	e.paused = false
+	held := e.held
+	e.held = nil
+	for _, h := range held {
+		n.stats.Held--
+		n.scheduleLocked(h.ev, h.delay)
+	}
+}
+
+// Paused reports whether node is paused.
+func (n *Network) Paused(node id.ID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	i, ok := n.ids[node]
+	return ok && n.eps[i].paused
+}
+
+// dropHeldLocked ends e's pause, if any, dropping what it held: a stopped
+// process that is killed never sends its backlog, nor reads its inbox.
+func (n *Network) dropHeldLocked(e *endpoint) {
+	e.paused = false
+	n.stats.Held -= uint64(len(e.held))
+	n.stats.Blocked += uint64(len(e.held))
+	e.held = nil
+}
+
 // Cut takes down the link between a and b in both directions, and only that
 // link: with Cut(a, c), a and c cannot talk but both can still talk to b.
 // Messages already in flight on the link are blocked on arrival.

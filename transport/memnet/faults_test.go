@@ -263,3 +263,98 @@ func TestSetters(t *testing.T) {
 		t.Fatalf("SetLoss/SetDuplicate had no effect: %+v", s)
 	}
 }
+
+// TestPauseHoldsBothWaysAndResumeReleases: a paused node neither receives
+// nor sends; on Resume it gets its inbox at once, in arrival order (a
+// message in flight when it was paused included), and what it sent leaves
+// with its latency; a held message counts in neither Delivered nor Blocked.
+func TestPauseHoldsBothWaysAndResumeReleases(t *testing.T) {
+	const lat = 10 * time.Millisecond
+	n := New(Config{MinLatency: lat, MaxLatency: lat})
+	ids := nodes(3)
+	a, b, c := ids[0], ids[1], ids[2]
+	log := recorder(n, ids)
+	n.Send(a, b, "in flight")
+	n.RunFor(lat / 2)
+	n.Pause(b)
+	if !n.Paused(b) || n.Paused(a) {
+		t.Fatal("Paused does not report the pause")
+	}
+	n.Send(a, b, "first")
+	n.Send(c, b, "second")
+	n.Send(b, a, "from the paused node")
+	n.RunFor(time.Second)
+	if len(*log) != 0 {
+		t.Fatalf("delivered while paused: %+v", *log)
+	}
+	if st := n.Stats(); st.Held != 4 || st.Delivered != 0 || st.Blocked != 0 {
+		t.Fatalf("stats while paused = %+v, want 4 held and nothing else", st)
+	}
+	n.Resume(b)
+	resumed := n.Now().Sub(defaultStart)
+	drain(n)
+	want := []struct {
+		from, to id.ID
+		msg      string
+		at       time.Duration
+	}{
+		{a, b, "in flight", resumed}, {a, b, "first", resumed}, {c, b, "second", resumed},
+		{b, a, "from the paused node", resumed + lat},
+	}
+	if len(*log) != len(want) {
+		t.Fatalf("after Resume: %d deliveries, want %d: %+v", len(*log), len(want), *log)
+	}
+	for i, w := range want {
+		d := (*log)[i]
+		if d.from != w.from || d.to != w.to || d.msg != w.msg || d.at != w.at {
+			t.Errorf("delivery %d = %v→%v %q at %v, want %v→%v %q at %v",
+				i, d.from.Short(), d.to.Short(), d.msg, d.at, w.from.Short(), w.to.Short(), w.msg, w.at)
+		}
+	}
+	st := n.Stats()
+	if st.Held != 0 || st.Sent+st.Duplicated != st.Delivered+st.Dropped+st.Blocked+st.Held {
+		t.Fatalf("stats after Resume = %+v", st)
+	}
+	if !reaches(n, log, b, c) || !reaches(n, log, c, b) {
+		t.Fatal("the resumed node does not talk normally")
+	}
+}
+
+// TestPausedNodeCrashDropsBacklog: a paused process that is killed never
+// sends its backlog nor reads its inbox; after a restart it is not paused.
+func TestPausedNodeCrashDropsBacklog(t *testing.T) {
+	n := New(DefaultConfig())
+	ids := nodes(2)
+	a, b := ids[0], ids[1]
+	log := recorder(n, ids)
+	n.Pause(b)
+	n.Send(a, b, "to the paused node")
+	n.Send(b, a, "from the paused node")
+	drain(n)
+	n.Crash(b)
+	n.Resume(b) // not paused any more: does nothing
+	drain(n)
+	if len(*log) != 0 {
+		t.Fatalf("a crashed paused node's backlog was delivered: %+v", *log)
+	}
+	st := n.Stats()
+	if st.Held != 0 || st.Blocked != 2 || st.Sent+st.Duplicated != st.Delivered+st.Dropped+st.Blocked+st.Held {
+		t.Fatalf("stats = %+v, want the 2 held messages blocked", st)
+	}
+	n.Restart(b, nil)
+	if n.Paused(b) {
+		t.Fatal("restarted node is still paused")
+	}
+	if !reaches(n, log, a, b) || !reaches(n, log, b, a) {
+		t.Fatal("the restarted node does not talk")
+	}
+	n.Pause(a)
+	n.Send(b, a, "held")
+	drain(n)
+	n.Restart(a, nil) // restarting an up node crashes it first
+	n.Resume(a)
+	drain(n)
+	if n.Stats().Held != 0 || len(*log) != 2 {
+		t.Fatalf("a restart did not drop the paused node's inbox: %+v", *log)
+	}
+}

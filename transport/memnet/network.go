@@ -17,13 +17,14 @@ import (
 type Handler func(from id.ID, msg any)
 
 // Stats counts what happened to messages. After every scheduled delivery has
-// run, Sent+Duplicated == Delivered+Dropped+Blocked.
+// run, Sent+Duplicated == Delivered+Dropped+Blocked+Held.
 type Stats struct {
 	Sent       uint64 // calls to Send
 	Delivered  uint64 // handler invocations (a duplicate counts twice)
 	Dropped    uint64 // messages lost to the Loss probability
 	Blocked    uint64 // messages stopped by a crash, partition or cut, at send or at delivery
 	Duplicated uint64 // extra copies scheduled by the Duplicate probability
+	Held       uint64 // messages held by paused nodes right now (see Pause); goes down on Resume
 }
 
 // endpoint is the network's record of one node. Records are never removed:
@@ -35,6 +36,18 @@ type endpoint struct {
 	inc   uint32 // incremented on every crash; in-flight messages carry the old value
 	group int32  // partition group; 0 is "not in any listed group"
 	cuts  int32  // number of cut links touching this node
+
+	paused bool      // see Pause
+	held   []heldMsg // messages it sent or was due to receive while paused, in order
+}
+
+// heldMsg is a message held by a paused node: one it sent (out, to be put on
+// the wire with the latency drawn at Send) or one that arrived for it (to be
+// handled the moment it resumes).
+type heldMsg struct {
+	ev    event
+	delay int64
+	out   bool
 }
 
 // Network is a simulated network of nodes identified by id.ID. Its methods
@@ -128,6 +141,7 @@ func (n *Network) Crash(node id.ID) {
 	if i, ok := n.ids[node]; ok && n.eps[i].up {
 		n.eps[i].up = false
 		n.eps[i].inc++
+		n.dropHeldLocked(&n.eps[i])
 	}
 }
 
@@ -140,6 +154,7 @@ func (n *Network) Restart(node id.ID, h Handler) {
 	e := &n.eps[n.endpointLocked(node)]
 	if e.up {
 		e.inc++
+		n.dropHeldLocked(e)
 	}
 	e.up = true
 	if h != nil {
@@ -236,15 +251,26 @@ func (n *Network) send(from, to id.ID, msg any) verdict {
 		return lost
 	}
 	ev := event{from: fi, to: ti, inc: n.eps[ti].inc, msg: msg}
-	n.scheduleLocked(ev, n.latencyLocked())
+	n.wireLocked(ev, n.latencyLocked())
 	if n.dup > 0 && n.rng.float() < n.dup {
 		n.stats.Duplicated++
 		if d, ok := msg.(duplicator); ok {
 			ev.msg = d.duplicate()
 		}
-		n.scheduleLocked(ev, n.latencyLocked())
+		n.wireLocked(ev, n.latencyLocked())
 	}
 	return scheduled
+}
+
+// wireLocked puts a sent message on the wire, or holds it while its sender
+// is paused.
+func (n *Network) wireLocked(ev event, delay int64) {
+	if from := &n.eps[ev.from]; from.paused {
+		from.held = append(from.held, heldMsg{ev: ev, delay: delay, out: true})
+		n.stats.Held++
+		return
+	}
+	n.scheduleLocked(ev, delay)
 }
 
 // duplicator is implemented by messages whose copies must not share memory
@@ -293,6 +319,12 @@ func (n *Network) runUnlock(ev *event) {
 	to := &n.eps[ev.to]
 	if !to.up || to.inc != ev.inc || !n.linkedLocked(ev.from, ev.to) {
 		n.stats.Blocked++
+		n.mu.Unlock()
+		return
+	}
+	if to.paused {
+		to.held = append(to.held, heldMsg{ev: *ev})
+		n.stats.Held++
 		n.mu.Unlock()
 		return
 	}
