@@ -255,6 +255,20 @@ func isolateOwner(key string) faultFn {
 	}
 }
 
+// pauseOwner stops the owner of key as SIGSTOP would, as far as anyone else
+// can tell: for d nothing it sends leaves and nothing sent to it arrives;
+// then it gets its whole backlog at once, and what it sent meanwhile (its
+// accepts and answers, built on what it knew before) reaches the others
+// late. Unlike a partition nothing is lost, so stale messages do arrive.
+func pauseOwner(key string, d time.Duration) faultFn {
+	return func(c *cluster, _ *kvcheck.Recorder) {
+		m := c.ownerLocked(key)
+		c.net.Pause(m.id)
+		time.Sleep(d)
+		c.net.Resume(m.id)
+	}
+}
+
 func joinLeave(c *cluster, _ *kvcheck.Recorder) {
 	c.addLocked()
 	time.Sleep(time.Second)
@@ -291,6 +305,16 @@ func TestLinearizableReplicaCrash(t *testing.T) {
 func TestLinearizableIsolatedOwner(t *testing.T) {
 	for _, seed := range seedsFor(t, 300) {
 		workload(t, seed, 5, []faultFn{isolateOwner("x"), isolateOwner("y")})
+	}
+}
+
+// TestLinearizablePausedOwner pauses an owner for longer than its read
+// lease and the failure timeout (others take over while it sleeps; when it
+// wakes it must neither serve a stale read nor have a write accepted), and
+// for less than the lease (nobody takes over; its late accepts arrive).
+func TestLinearizablePausedOwner(t *testing.T) {
+	for _, seed := range seedsFor(t, 500) {
+		workload(t, seed, 5, []faultFn{pauseOwner("x", 5*time.Second), pauseOwner("y", 800*time.Millisecond), pauseOwner("z", 2*time.Second)})
 	}
 }
 
