@@ -534,7 +534,8 @@ type syncResult struct {
 }
 
 // stuckRounds is how many sync rounds may leave a range unsynchronised
-// before answering members of its previous replica set count as holding it.
+// before answering members of its previous replica set that hold nothing of
+// it count for the parts another source holds.
 const stuckRounds = 8
 
 func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
@@ -605,6 +606,7 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 		var out []syncResult
 		for _, j := range jobs {
 			res := syncResult{p: j.p, need: j.need}
+			blankOld := 0
 			var mu sync.Mutex
 			var wg sync.WaitGroup
 			for _, src := range j.sources {
@@ -643,15 +645,31 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 						return
 					}
 					cov := clipSpans(resp.Covered, j.p.arc)
-					if lenient && j.oldMember[src.ID] {
-						// Stuck: count an answering member of the range's previous
-						// replica set as holding what it has (see docs/kv.md).
-						cov = j.p.arc.spans()
+					if lenient && j.oldMember[src.ID] && len(cov) == 0 && len(recs) == 0 {
+						// Stuck: a member of the range's previous replica set
+						// that holds nothing of it, counted below.
+						blankOld++
+						return
 					}
 					res.covered = append(res.covered, cov)
 				}(src)
 			}
 			wg.Wait()
+			// A member of the previous replica set that holds no record of
+			// the range has accepted nothing in it, so no committed write
+			// needs it: once stuck, it counts for the parts of the range
+			// another source really holds (nodes that joined together,
+			// each waiting for the others). Never for parts nobody
+			// answering holds: in a partition the range's real replicas may
+			// be on the other side, and counting empty nodes would vouch
+			// that their keys are absent (see docs/kv.md).
+			if blankOld > 0 {
+				if held := coveredBy(res.covered, 1); len(held) > 0 {
+					for range blankOld {
+						res.covered = append(res.covered, held)
+					}
+				}
+			}
 			out = append(out, res)
 		}
 		return out, nil
