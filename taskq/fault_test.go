@@ -34,11 +34,13 @@ type faultRun struct {
 	nodes   int
 	loss    float64 // message loss and duplication probability
 	crashes bool
+	pauses  bool // a queue's owner is paused (memnet Pause) instead of crashed
 }
 
 // faultStats is what a run observed.
 type faultStats struct {
 	crashes, ownerCrashes int
+	pauses                int
 	execs, dupes          int
 	enqueueRetries        int
 	virtual               time.Duration
@@ -72,14 +74,26 @@ func TestFaultsLossy(t *testing.T) {
 	runFault(t, faultRun{seed: seed, tasks: lossyTasks, queues: 1, nodes: 5, loss: 0.02, crashes: true})
 }
 
+// TestFaultsPausedOwner pauses a queue's owner (every third fault) for 1–5
+// s instead of crashing it: it wakes to a backlog of lease, extend and
+// complete requests, and its own late messages reach the others after
+// another node took the queue over.
+func TestFaultsPausedOwner(t *testing.T) {
+	seed := int64(3)
+	if *seedFlag != 0 {
+		seed = *seedFlag
+	}
+	runFault(t, faultRun{seed: seed, tasks: lossyTasks, queues: 1, nodes: 5, crashes: true, pauses: true})
+}
+
 func runFault(t *testing.T, fr faultRun) {
 	t.Helper()
 	var st faultStats
 	synctest.Test(t, func(t *testing.T) {
 		st = faultBody(t, fr)
 	})
-	t.Logf("seed %d: %d tasks in %d queues, %d nodes, loss %.0f%%: %d crashes (%d of a queue's owner), %d handler executions, %d raw duplicate executions, %d enqueue retries, %v virtual",
-		fr.seed, fr.tasks, fr.queues, fr.nodes, fr.loss*100, st.crashes, st.ownerCrashes, st.execs, st.dupes, st.enqueueRetries, st.virtual.Round(time.Second))
+	t.Logf("seed %d: %d tasks in %d queues, %d nodes, loss %.0f%%: %d crashes (%d of a queue's owner), %d pauses of a queue's owner, %d handler executions, %d raw duplicate executions, %d enqueue retries, %v virtual",
+		fr.seed, fr.tasks, fr.queues, fr.nodes, fr.loss*100, st.crashes, st.ownerCrashes, st.pauses, st.execs, st.dupes, st.enqueueRetries, st.virtual.Round(time.Second))
 }
 
 func faultBody(t *testing.T, fr faultRun) faultStats {
@@ -206,6 +220,15 @@ func faultBody(t *testing.T, fr faultRun) faultStats {
 			if i%3 == 0 {
 				queue := queues[(i/3)%len(queues)]
 				victim = c.Owner(queueID(queue))
+				if fr.pauses {
+					st.pauses++
+					note("pause owner of %s %s", queue, victim.ID.Short())
+					c.Net.Pause(victim.ID)
+					time.Sleep(time.Duration(1000+frng.Intn(4000)) * time.Millisecond)
+					note("resume %s", victim.ID.Short())
+					c.Net.Resume(victim.ID)
+					continue
+				}
 				st.ownerCrashes++
 				what = "owner of " + queue
 			} else {
