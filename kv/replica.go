@@ -534,8 +534,8 @@ type syncResult struct {
 }
 
 // stuckRounds is how many sync rounds may leave a range unsynchronised
-// before answering members of its previous replica set that hold nothing of
-// it count for the parts another source holds.
+// before answering members of its previous replica set count for the parts
+// of it another source holds.
 const stuckRounds = 8
 
 func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
@@ -606,7 +606,7 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 		var out []syncResult
 		for _, j := range jobs {
 			res := syncResult{p: j.p, need: j.need}
-			blankOld := 0
+			unsyncedOld := 0
 			var mu sync.Mutex
 			var wg sync.WaitGroup
 			for _, src := range j.sources {
@@ -645,27 +645,26 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 						return
 					}
 					cov := clipSpans(resp.Covered, j.p.arc)
-					if lenient && j.oldMember[src.ID] && len(cov) == 0 && len(recs) == 0 {
+					if lenient && j.oldMember[src.ID] && len(cov) == 0 {
 						// Stuck: a member of the range's previous replica set
-						// that holds nothing of it, counted below.
-						blankOld++
+						// that has not synchronised it, counted below.
+						unsyncedOld++
 						return
 					}
 					res.covered = append(res.covered, cov)
 				}(src)
 			}
 			wg.Wait()
-			// A member of the previous replica set that holds no record of
-			// the range has accepted nothing in it, so no committed write
-			// needs it: once stuck, it counts for the parts of the range
-			// another source really holds (nodes that joined together,
-			// each waiting for the others). Never for parts nobody
-			// answering holds: in a partition the range's real replicas may
-			// be on the other side, and counting empty nodes would vouch
-			// that their keys are absent (see docs/kv.md).
-			if blankOld > 0 {
+			// Stuck (nodes that joined together, each waiting for the
+			// others): a member of the previous replica set that answers
+			// counts for the parts of the range another source really
+			// holds (its records are merged either way). Never for parts
+			// nobody answering holds: in a partition the range's real
+			// replicas may be on the other side, and counting empty nodes
+			// would vouch that their keys are absent (see docs/kv.md).
+			if unsyncedOld > 0 {
 				if held := coveredBy(res.covered, 1); len(held) > 0 {
-					for range blankOld {
+					for range unsyncedOld {
 						res.covered = append(res.covered, held)
 					}
 				}
