@@ -41,13 +41,12 @@ type endpoint struct {
 	held   []heldMsg // messages it sent or was due to receive while paused, in order
 }
 
-// heldMsg is a message held by a paused node: one it sent (out, to be put on
-// the wire with the latency drawn at Send) or one that arrived for it (to be
-// handled the moment it resumes).
+// heldMsg is a message held by a paused node: one it sent (delay is the
+// latency drawn at Send) or one that arrived for it (delay 0: handled the
+// moment it resumes).
 type heldMsg struct {
 	ev    event
 	delay int64
-	out   bool
 }
 
 // Network is a simulated network of nodes identified by id.ID. Its methods
@@ -266,7 +265,7 @@ func (n *Network) send(from, to id.ID, msg any) verdict {
 // is paused.
 func (n *Network) wireLocked(ev event, delay int64) {
 	if from := &n.eps[ev.from]; from.paused {
-		from.held = append(from.held, heldMsg{ev: ev, delay: delay, out: true})
+		from.held = append(from.held, heldMsg{ev: ev, delay: delay})
 		n.stats.Held++
 		return
 	}
