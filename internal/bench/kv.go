@@ -53,7 +53,8 @@ type KVConfig struct {
 	// Warmup precedes each phase's measured window. Default 500ms.
 	Warmup time.Duration
 	// Duration is each phase's measured window. Default 3s. The run has
-	// five phases (fsync, bare, get, put, cas) plus setup.
+	// seven phases (fsync, fsync pair, fsync loaded, bare, get, put, cas)
+	// plus setup.
 	Duration time.Duration
 	// Dir is where the nodes' data directories are made (in a new temporary
 	// directory, removed afterwards). It should be on the disk being
@@ -194,6 +195,22 @@ type KVResult struct {
 	FsyncP50us float64 `json:"fsync_p50_us"` // one small write + fsync in the data directory
 	FsyncP99us float64 `json:"fsync_p99_us"`
 
+	// The disk, measured in the same run, because with every node's log on
+	// it (one machine) it is what Put and CAS wait on:
+	// FsyncPairP50us: two files written and fsynced at the same moment,
+	// until both are durable (a Put's two synchronous log writes, its
+	// owner's and a replica's, when both nodes share the disk).
+	FsyncPairP50us float64 `json:"fsync_pair_p50_us"`
+	// FsyncLoadedP50us and DiskSyncsPerS: 2 × Concurrency files (the
+	// synchronous log writes the put phase keeps in flight, two per Put),
+	// each written and fsynced back to back: the p50 of one write, and the
+	// writes completed per second by all.
+	FsyncLoadedP50us float64 `json:"fsync_loaded_p50_us"`
+	DiskSyncsPerS    float64 `json:"disk_syncs_per_s"`
+	// PutSyncsPerOp: the nodes' log writes (group commits, each one
+	// synchronous write) during the put phase, divided by the Puts in it.
+	PutSyncsPerOp float64 `json:"put_syncs_per_op"`
+
 	GetRatio   float64 `json:"get_ratio"` // get_p50_us / bare_rtt_p50_us
 	PutRatio   float64 `json:"put_ratio"`
 	CASRatio   float64 `json:"cas_ratio"`
@@ -209,7 +226,9 @@ type KVResult struct {
 // so they do not compete for CPU:
 //
 //  1. fsync: one small write plus fsync of a file in the data directory,
-//     one caller.
+//     one caller; then two files at once (a Put's owner and replica writing
+//     to one shared disk), and 2 × cfg.Concurrency files at once, back to
+//     back (the writes the put phase keeps in flight).
 //  2. bare: the libp2p new-stream request/response round trip
 //     (p2pbench.NewStream), one caller, a Value-sized payload.
 //  3. a ring of cfg.Nodes nodes over transport/p2p on 127.0.0.1/tcp ('local'
@@ -252,6 +271,27 @@ func KV(ctx context.Context, cfg KVConfig) (*KVResult, error) {
 	res.FsyncOps, _, res.FsyncP50us, res.FsyncP99us = figures(fs)
 	cfg.Progress(summary("fsync", fs))
 
+	cfg.Progress("fsync pair: two files written + fsynced at the same moment, until both are durable, " + window)
+	pctx, cancel = context.WithTimeout(ctx, phaseTimeout)
+	pair, err := fsyncPairProbe(pctx, one, dir)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("fsync pair probe: %w", err)
+	}
+	_, _, res.FsyncPairP50us, _ = figures(pair)
+	cfg.Progress(summary("fsync pair", pair))
+
+	files := 2 * cfg.Concurrency
+	cfg.Progress(fmt.Sprintf("fsync loaded: small write + fsync, %d files written at once, back to back, %s", files, window))
+	pctx, cancel = context.WithTimeout(ctx, phaseTimeout)
+	disk, err := diskProbe(pctx, load.Config{Concurrency: files, Warmup: cfg.Warmup, Duration: cfg.Duration}, dir)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("loaded fsync probe: %w", err)
+	}
+	_, res.DiskSyncsPerS, res.FsyncLoadedP50us, _ = figures(disk)
+	cfg.Progress(summary("fsync loaded", disk))
+
 	cfg.Progress("bare: two libp2p hosts, new stream per request, 1 caller, " + window)
 	pctx, cancel = context.WithTimeout(ctx, phaseTimeout)
 	end = aroundPhase(cfg.AroundCase, "bare")
@@ -289,13 +329,22 @@ func KV(ctx context.Context, cfg KVConfig) (*KVResult, error) {
 		cfg.Progress(fmt.Sprintf("%s: %d callers, random node and key, %s", ph.name, cfg.Concurrency, window))
 		pctx, cancel := context.WithTimeout(ctx, phaseTimeout)
 		end := aroundPhase(cfg.AroundCase, ph.name)
-		l, err := load.Run(pctx, lc, func(ctx context.Context, w int) error { return ph.op(ctx, r.workers[w]) })
+		var calls atomic.Int64
+		groups := r.logGroups()
+		l, err := load.Run(pctx, lc, func(ctx context.Context, w int) error {
+			calls.Add(1)
+			return ph.op(ctx, r.workers[w])
+		})
+		groups = r.logGroups() - groups
 		end()
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("%s phase: %w", ph.name, err)
 		}
 		ph.dst(l)
+		if ph.name == "put" && calls.Load() > 0 {
+			res.PutSyncsPerOp = round(float64(groups)/float64(calls.Load()), 2)
+		}
 		cfg.Progress(summary(ph.name, l))
 	}
 	res.CASMismatches = r.mismatches.Load()
@@ -357,10 +406,66 @@ func fsyncProbe(ctx context.Context, lc load.Config, dir string) (load.Result, e
 	})
 }
 
+// fsyncPairProbe times two small writes, each followed by fsync, to two
+// files in dir, started at the same moment: until both are durable.
+func fsyncPairProbe(ctx context.Context, lc load.Config, dir string) (load.Result, error) {
+	var fs [2]*os.File
+	for i := range fs {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("fsync-pair-%d", i)))
+		if err != nil {
+			return load.Result{}, err
+		}
+		defer f.Close()
+		fs[i] = f
+	}
+	bufs := [2][]byte{make([]byte, 128), make([]byte, 128)}
+	var n uint64
+	write := func(i int) error {
+		if _, err := fs[i].WriteAt(KVValue(bufs[i], i, n), 0); err != nil {
+			return err
+		}
+		return fs[i].Sync()
+	}
+	return load.Run(ctx, lc, func(context.Context, int) error {
+		n++
+		done := make(chan error, 1)
+		go func() { done <- write(1) }()
+		return errors.Join(write(0), <-done)
+	})
+}
+
+// diskProbe has lc.Concurrency callers each write a small block to a file
+// of its own in dir and fsync it, back to back: the disk's rate of
+// synchronous writes when that many files share it.
+func diskProbe(ctx context.Context, lc load.Config, dir string) (load.Result, error) {
+	fs := make([]*os.File, lc.Concurrency)
+	for i := range fs {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("disk-probe-%d", i)))
+		if err != nil {
+			return load.Result{}, err
+		}
+		defer f.Close()
+		fs[i] = f
+	}
+	bufs := make([][]byte, len(fs))
+	seqs := make([]uint64, len(fs))
+	for i := range bufs {
+		bufs[i] = make([]byte, 128)
+	}
+	return load.Run(ctx, lc, func(_ context.Context, w int) error {
+		seqs[w]++
+		if _, err := fs[w].WriteAt(KVValue(bufs[w], w, seqs[w]), 0); err != nil {
+			return err
+		}
+		return fs[w].Sync()
+	})
+}
+
 // kvRing is the ring the kv phases run on.
 type kvRing struct {
 	nodes      []*node.Node
 	stores     []*kv.KV
+	logs       []*kv.LogStore
 	keys       []string
 	versions   []atomic.Uint64 // highest version written or read per key
 	workers    []*kvWorker
@@ -409,6 +514,7 @@ func startKVRing(ctx context.Context, cfg KVConfig, dir string) (*kvRing, error)
 			return r, fmt.Errorf("kv on node %d: %w", i+1, err)
 		}
 		r.stores = append(r.stores, k)
+		r.logs = append(r.logs, store)
 		if err := waitSettled(setup, r.nodes); err != nil {
 			return r, err
 		}
@@ -592,6 +698,16 @@ func (r *kvRing) cas(ctx context.Context, w *kvWorker) error {
 }
 
 // close stops every store, then every node, all at once.
+// logGroups is the number of log writes (group commits) of all nodes so
+// far.
+func (r *kvRing) logGroups() uint64 {
+	var n uint64
+	for _, l := range r.logs {
+		n += l.Stats().Groups
+	}
+	return n
+}
+
 func (r *kvRing) close() {
 	var wg sync.WaitGroup
 	for _, k := range r.stores {
@@ -627,7 +743,10 @@ func (r *KVResult) WriteText(w io.Writer) error {
 	row(fmt.Sprintf("cas (%d mismatches)", r.CASMismatches), r.CASOpsPerS, r.CASP50us, r.CASP99us, r.CASRatio)
 	fmt.Fprintf(&b, "  bare libp2p new-stream round trip, 1 caller: p50 %.1f µs, p99 %.1f µs (%s, %s)\n",
 		r.BareRTTP50us, r.BareRTTP99us, r.Security, r.Muxer)
-	fmt.Fprintf(&b, "  small write + fsync in %s: p50 %.1f µs, p99 %.1f µs\n", r.DataDir, r.FsyncP50us, r.FsyncP99us)
+	fmt.Fprintf(&b, "  small write + fsync in %s: p50 %.1f µs, p99 %.1f µs; two at once, until both are durable: p50 %.1f µs\n",
+		r.DataDir, r.FsyncP50us, r.FsyncP99us, r.FsyncPairP50us)
+	fmt.Fprintf(&b, "  %d files written + fsynced at once, back to back: p50 %.1f µs a write, %.0f writes/s; the put phase made %.2f log writes per Put\n",
+		2*r.Concurrency, r.FsyncLoadedP50us, r.DiskSyncsPerS, r.PutSyncsPerOp)
 	if r.DataInMemory {
 		fmt.Fprintf(&b, "  goals: get p50 <= %.0fx bare = %.0f µs: %s; put and cas: not judged, %s is in memory (fsync keeps nothing): these figures are the stack without a disk\n",
 			GoalGetRatio, r.GetGoalUs, met(r.GoalGetMet), r.DataDir)

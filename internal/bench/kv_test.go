@@ -33,6 +33,8 @@ func TestKVShortRun(t *testing.T) {
 		"cas_ops": float64(res.CASOps), "cas_p50_us": res.CASP50us,
 		"bare_ops": float64(res.BareOps), "bare_rtt_p50_us": res.BareRTTP50us,
 		"fsync_ops": float64(res.FsyncOps), "fsync_p50_us": res.FsyncP50us,
+		"fsync_pair_p50_us": res.FsyncPairP50us, "fsync_loaded_p50_us": res.FsyncLoadedP50us,
+		"disk_syncs_per_s": res.DiskSyncsPerS, "put_syncs_per_op": res.PutSyncsPerOp,
 		"get_ratio": res.GetRatio, "put_ratio": res.PutRatio, "cas_ratio": res.CASRatio,
 	} {
 		if v <= 0 {
@@ -71,7 +73,8 @@ func TestKVShortRun(t *testing.T) {
 	}
 	for _, k := range []string{"get_p50_us", "get_p99_us", "put_p50_us", "put_p99_us", "cas_p50_us", "cas_p99_us",
 		"get_ops_per_s", "put_ops_per_s", "bare_rtt_p50_us", "fsync_p50_us", "get_ratio", "put_ratio", "cas_ratio",
-		"goal_get_met", "goal_put_met", "goal_cas_met", "cas_mismatches", "nodes"} {
+		"goal_get_met", "goal_put_met", "goal_cas_met", "cas_mismatches", "nodes",
+		"fsync_pair_p50_us", "fsync_loaded_p50_us", "disk_syncs_per_s", "put_syncs_per_op"} {
 		if _, ok := fields[k]; !ok {
 			t.Errorf("JSON lacks %q", k)
 		}
