@@ -32,7 +32,7 @@ type core struct {
 
 // counters are the core's statistics (see Stats).
 type counters struct {
-	forwardedHops, dataSent, controlSent, sequenced, duplicates, gaps, repairs, pruned,
+	forwardedHops, dataSent, controlSent, sequenced, duplicates, renumbered, gaps, repairs, pruned,
 	childrenExpired, handoffs, anyAccepted, anyDeclined, anyFailed, bad, replayed uint64
 }
 

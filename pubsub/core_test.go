@@ -125,6 +125,89 @@ func TestCoreRootDedupesPublishRetries(t *testing.T) {
 	}
 }
 
+// TestCoreRenumberedPublish: a publish retried across a root change. A
+// member that saw the first root's copy and then becomes root answers the
+// retry with the first number and sends nothing again; a member that gets a
+// second copy numbered by a root that had not seen the first keeps it in
+// order (and passes it on) but does not deliver it twice.
+func TestCoreRenumberedPublish(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	pub := peer(9)
+	e := uint64(77)
+	data := func(ep, n, pubID uint64) *msg {
+		return &msg{kind: kData, topic: "t", seq: seqOf(ep, n), publisher: pub.ID, id: pubID, data: []byte{byte(n)}}
+	}
+	member := func() (*core, transport.Peer) {
+		c := newTestCore(1)
+		parent := peer(2)
+		c.subscribe(now, "t", 1)
+		c.direct(now, parent, &msg{kind: kSubAck, topic: "t", seq: seqOf(e, 0)})
+		c.take()
+		return c, parent
+	}
+
+	// A member becomes root and gets the retry of a publish it has seen.
+	c, parent := member()
+	c.direct(now, parent, data(e, 1, 7))
+	if o := c.take(); len(o.locals) != 1 {
+		t.Fatalf("first copy: locals %+v", o.locals)
+	}
+	c.routed(now, pub, &msg{kind: kPub, topic: "t", id: 7, data: []byte{1}})
+	o := c.take()
+	ms := decodeOut(t, o)
+	var acks []*msg
+	for _, m := range ms {
+		switch m.kind {
+		case kPubAck:
+			acks = append(acks, m)
+		case kData:
+			t.Fatalf("the new root numbered a publish it had seen again: %+v", m)
+		}
+	}
+	if len(acks) != 1 || acks[0].seq != seqOf(e, 1) || acks[0].id != 7 || len(o.locals) != 0 {
+		t.Fatalf("retry at the new root: acks %+v locals %+v, want one ack with seq %x", acks, o.locals, seqOf(e, 1))
+	}
+	// A new publish there is numbered in a new epoch and delivered.
+	c.routed(now, pub, &msg{kind: kPub, topic: "t", id: 8, data: []byte{2}})
+	if o := c.take(); len(o.locals) != 1 || seqEpoch(o.locals[0].seq) <= e {
+		t.Fatalf("new publish at the new root: locals %+v", o.locals)
+	}
+
+	// A member gets the same publish numbered twice, with one of a child.
+	c, parent = member()
+	kid := peer(3)
+	c.routed(now, kid, &msg{kind: kSub, topic: "t", seq: seqOf(e, 0)})
+	c.take()
+	c.direct(now, parent, data(e, 1, 7))
+	c.direct(now, parent, data(e+1, 1, 7)) // renumbered by the next root
+	c.direct(now, parent, data(e+1, 2, 8))
+	o = c.take()
+	if len(o.locals) != 2 || o.locals[0].seq != seqOf(e, 1) || o.locals[1].seq != seqOf(e+1, 2) {
+		t.Fatalf("locals %+v, want seq %x and %x only", o.locals, seqOf(e, 1), seqOf(e+1, 2))
+	}
+	if c.st.renumbered != 1 || c.st.gaps != 0 {
+		t.Fatalf("renumbered %d gaps %d, want 1 and 0", c.st.renumbered, c.st.gaps)
+	}
+	var toKid []uint64
+	for _, m := range decodeOut(t, o) {
+		if m.kind == kData {
+			toKid = append(toKid, m.seq)
+			if m.id == 0 {
+				t.Errorf("data passed on without its publish ID: %+v", m)
+			}
+		}
+	}
+	if len(toKid) != 3 {
+		t.Fatalf("passed on to the child: %x, want all three", toKid)
+	}
+	// Data from an older node (no publish ID) is delivered as before.
+	c.direct(now, parent, data(e+1, 3, 0))
+	c.direct(now, parent, data(e+1, 4, 0))
+	if o := c.take(); len(o.locals) != 2 {
+		t.Fatalf("data without publish IDs: locals %+v", o.locals)
+	}
+}
+
 // TestCoreHeartbeatBatching: one heartbeat per parent for all its topics.
 func TestCoreHeartbeatBatching(t *testing.T) {
 	c := newTestCore(1)

@@ -91,6 +91,24 @@ func (c *core) rootPub(now time.Time, from transport.Peer, m *msg) {
 		return
 	}
 	seq := c.nextSeq(now, t)
+	c.notePub(t, key, seq)
+	c.st.sequenced++
+	c.onData(now, t, c.self.ID, &msg{kind: kData, topic: t.name, seq: seq, publisher: from.ID, id: m.id, data: m.data})
+	c.send(from, &msg{kind: kPubAck, topic: t.name, id: m.id, seq: seq})
+	if t.empty() && t.idleSince.IsZero() {
+		t.idleSince = now
+	}
+}
+
+// notePub records that the publish key was numbered seq, unless it is
+// known already. The root records what it numbers, and every member what
+// reaches it (data carries the publish ID), so a member that becomes root
+// answers a retry with the number its predecessor gave, and a copy that a
+// new root numbered again (it had not seen the first) is recognised.
+func (c *core) notePub(t *topic, key pubKey, seq uint64) {
+	if _, ok := t.pubs[key]; ok {
+		return
+	}
 	if t.pubs == nil {
 		t.pubs = make(map[pubKey]uint64)
 	}
@@ -100,12 +118,6 @@ func (c *core) rootPub(now time.Time, from transport.Peer, m *msg) {
 	}
 	t.pubs[key] = seq
 	t.pubOrder = append(t.pubOrder, key)
-	c.st.sequenced++
-	c.onData(now, t, c.self.ID, &msg{kind: kData, topic: t.name, seq: seq, publisher: from.ID, data: m.data})
-	c.send(from, &msg{kind: kPubAck, topic: t.name, id: m.id, seq: seq})
-	if t.empty() && t.idleSince.IsZero() {
-		t.idleSince = now
-	}
 }
 
 func (c *core) onDataMsg(now time.Time, from transport.Peer, m *msg) {
@@ -143,6 +155,17 @@ func (c *core) onData(now time.Time, t *topic, from id.ID, d *msg) {
 		return
 	}
 	t.maxSeen = max(t.maxSeen, d.seq)
+	if d.id != 0 {
+		// A publish seen before under another number: a retry that crossed
+		// a root change. It keeps its place in the order (and goes to the
+		// children, who judge it alike) but is not delivered here again.
+		key := pubKey{d.publisher, d.id}
+		if s, ok := t.pubs[key]; ok && s != d.seq {
+			d.again = true
+		} else {
+			c.notePub(t, key, d.seq)
+		}
+	}
 	b := d.bytes()
 	c.remember(t, d.seq, b)
 	for _, ch := range t.kids {
@@ -212,6 +235,10 @@ func (c *core) flushHeld(t *topic) {
 }
 
 func (c *core) deliverLocal(t *topic, d *msg) {
+	if d.again {
+		c.st.renumbered++
+		return
+	}
 	if len(t.subs) == 0 {
 		return
 	}

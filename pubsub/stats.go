@@ -14,10 +14,14 @@ type Stats struct {
 	Delivered     uint64 `json:"delivered"`      // published messages handed to handlers here
 	Dropped       uint64 `json:"dropped"`        // deliveries dropped: a handler's queue was full
 	Duplicates    uint64 `json:"duplicates"`     // data messages received again and ignored
-	Gaps          uint64 `json:"gaps"`           // sequence numbers given up on here (holes not filled in time)
-	Replayed      uint64 `json:"replayed"`       // messages re-sent from history to children
-	Repairs       uint64 `json:"repairs"`        // re-subscriptions after losing a parent
-	Pruned        uint64 `json:"pruned"`         // topic states dropped (nothing left below, or idle root)
+	// Renumbered counts messages not delivered here because the same
+	// publish had been delivered under another number: a publish retried
+	// across a root change and numbered by both roots.
+	Renumbered uint64 `json:"renumbered"`
+	Gaps       uint64 `json:"gaps"`     // sequence numbers given up on here (holes not filled in time)
+	Replayed   uint64 `json:"replayed"` // messages re-sent from history to children
+	Repairs    uint64 `json:"repairs"`  // re-subscriptions after losing a parent
+	Pruned     uint64 `json:"pruned"`   // topic states dropped (nothing left below, or idle root)
 	// ChildrenExpired counts children dropped after ParentTimeout of silence.
 	ChildrenExpired uint64 `json:"children_expired"`
 	Handoffs        uint64 `json:"handoffs"` // trees taken over from a previous root
@@ -46,7 +50,7 @@ func (ps *PubSub) Stats() Stats {
 	st := Stats{
 		WireSent: c.forwardedHops + c.dataSent + c.controlSent, DataSent: c.dataSent, ControlSent: c.controlSent,
 		ForwardedHops: c.forwardedHops, Sequenced: c.sequenced, Delivered: ps.m.delivered.Load(),
-		Dropped: ps.m.dropped.Load(), Duplicates: c.duplicates, Gaps: c.gaps, Replayed: c.replayed,
+		Dropped: ps.m.dropped.Load(), Duplicates: c.duplicates, Renumbered: c.renumbered, Gaps: c.gaps, Replayed: c.replayed,
 		Repairs: c.repairs, Pruned: c.pruned, ChildrenExpired: c.childrenExpired, Handoffs: c.handoffs,
 		AnycastAccepted: c.anyAccepted, AnycastDeclined: c.anyDeclined, AnycastFailed: c.anyFailed,
 		Overloaded: ps.m.overloaded.Load(), BadMessages: c.bad + ps.m.bad.Load(), SendErrors: ps.m.sendErrors.Load(),

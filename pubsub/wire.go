@@ -34,7 +34,7 @@ const (
 	kHBAck   = 5  // parent → child: per topic, whether I still have you (ok) and my last seq
 	kPub     = 6  // routed to the topic's root: sequence and multicast this (id: publisher's ID for it)
 	kPubAck  = 7  // root → publisher: accepted as seq
-	kData    = 8  // parent → child: a sequenced message
+	kData    = 8  // parent → child: a sequenced message (id: its publish ID; 0 from older nodes)
 	kResend  = 9  // child → parent: replay what you hold in (seq, seq2) (seq2 0: no upper bound)
 	kAny     = 10 // routed to the topic, then sent along the tree: anycast search
 	kAnyDone = 11 // to the anycast's origin: accepted (fOK) or failed (data: reason)
@@ -75,6 +75,10 @@ type msg struct {
 	origin    transport.Peer // kAny
 	entries   []entry        // kLeave, kHB, kHBAck
 	data      []byte         // kPub, kData, kAny; kAnyDone: reason
+
+	// again (kData, not on the wire): this publish (publisher, id) reached
+	// this node before under another seq; it is ordered but not delivered.
+	again bool
 }
 
 func hasEntries(kind byte) bool { return kind == kLeave || kind == kHB || kind == kHBAck }
