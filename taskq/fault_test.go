@@ -53,25 +53,21 @@ type faultStats struct {
 // each task's effect, written through an idempotent (create-only) kv
 // write, happened exactly once; raw duplicate executions are reported.
 func TestFaults(t *testing.T) {
-	seed := int64(1)
-	if *seedFlag != 0 {
-		seed = *seedFlag
-	}
 	tasks, queues := faultTasks, faultQueues
 	if *tasksFlag > 0 {
 		tasks, queues = *tasksFlag, max(1, *queuesFlag)
 	}
-	runFault(t, faultRun{seed: seed, tasks: tasks, queues: queues, nodes: 5, crashes: true})
+	for _, seed := range faultSeeds(1) {
+		runFault(t, faultRun{seed: seed, tasks: tasks, queues: queues, nodes: 5, crashes: true})
+	}
 }
 
 // TestFaultsLossy adds 2% message loss and 2% duplication to a smaller run
 // (300 tasks, 150 under -race).
 func TestFaultsLossy(t *testing.T) {
-	seed := int64(2)
-	if *seedFlag != 0 {
-		seed = *seedFlag
+	for _, seed := range faultSeeds(2) {
+		runFault(t, faultRun{seed: seed, tasks: lossyTasks, queues: 1, nodes: 5, loss: 0.02, crashes: true})
 	}
-	runFault(t, faultRun{seed: seed, tasks: lossyTasks, queues: 1, nodes: 5, loss: 0.02, crashes: true})
 }
 
 // TestFaultsPausedOwner pauses a queue's owner (every third fault) for 1–5
@@ -79,11 +75,23 @@ func TestFaultsLossy(t *testing.T) {
 // complete requests, and its own late messages reach the others after
 // another node took the queue over.
 func TestFaultsPausedOwner(t *testing.T) {
-	seed := int64(3)
-	if *seedFlag != 0 {
-		seed = *seedFlag
+	for _, seed := range faultSeeds(3) {
+		runFault(t, faultRun{seed: seed, tasks: lossyTasks, queues: 1, nodes: 5, crashes: true, pauses: true})
 	}
-	runFault(t, faultRun{seed: seed, tasks: lossyTasks, queues: 1, nodes: 5, crashes: true, pauses: true})
+}
+
+// faultSeeds is the seeds a fault test runs: -taskq.seed alone if set,
+// else -taskq.seeds of them from first (the test's own seed), the later
+// ones spaced 100 apart so the three tests never share one.
+func faultSeeds(first int64) []int64 {
+	if *seedFlag != 0 {
+		return []int64{*seedFlag}
+	}
+	seeds := []int64{first}
+	for i := 1; i < *seedsFlag; i++ {
+		seeds = append(seeds, first+int64(i)*100)
+	}
+	return seeds
 }
 
 func runFault(t *testing.T, fr faultRun) {

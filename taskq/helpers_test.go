@@ -11,7 +11,10 @@ import (
 	"github.com/shoal-p2p/shoal/service"
 )
 
-var seedFlag = flag.Int64("taskq.seed", 0, "replay one seed of the fault tests")
+var (
+	seedFlag  = flag.Int64("taskq.seed", 0, "replay one seed of the fault tests")
+	seedsFlag = flag.Int("taskq.seeds", 1, "number of seeds each fault test runs (each test's own first)")
+)
 
 // testConfig is tuned for memnet rings inside synctest.
 func testConfig() Config {
