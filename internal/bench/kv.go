@@ -697,7 +697,6 @@ func (r *kvRing) cas(ctx context.Context, w *kvWorker) error {
 	return nil
 }
 
-// close stops every store, then every node, all at once.
 // logGroups is the number of log writes (group commits) of all nodes so
 // far.
 func (r *kvRing) logGroups() uint64 {
@@ -708,6 +707,7 @@ func (r *kvRing) logGroups() uint64 {
 	return n
 }
 
+// close stops every store, then every node, all at once.
 func (r *kvRing) close() {
 	var wg sync.WaitGroup
 	for _, k := range r.stores {
