@@ -98,7 +98,8 @@ type KV struct {
 	log *slog.Logger
 	r   *replica // touched only on the service loop
 
-	view atomic.Pointer[cachedLayout] // for ownerByView, on callers' goroutines
+	view   atomic.Pointer[cachedLayout] // for ownerByView, on callers' goroutines
+	synced atomic.Uint64                // see Synchronised: 1 + the view generation it holds for; 0 if not synchronised
 
 	stop chan struct{}
 	done chan struct{}
@@ -503,6 +504,20 @@ type Placement struct {
 	ID       id.ID            `json:"id"`
 	Owner    transport.Peer   `json:"owner"`
 	Replicas []transport.Peer `json:"replicas"`
+}
+
+// Synchronised reports whether this node has copied every range it
+// replicates, by its current view of the ring. A node new to a range (it
+// joined, or a neighbour left or died) copies the range from the range's
+// previous replicas before it serves it, and until then writes there may
+// answer ErrUnavailable. Once every live node reports true, the ring can
+// lose any one node and every range keeps a majority of synchronised
+// replicas; losing a second node before then can leave a range without
+// one. It is false from the moment the node's view of the ring changes
+// until the store has looked at the new view (every SyncInterval/10).
+func (k *KV) Synchronised() bool {
+	g := k.synced.Load()
+	return g != 0 && g == k.n.View().Gen+1
 }
 
 // Placement asks the key's owner for its replica set.

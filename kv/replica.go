@@ -505,7 +505,12 @@ func (r *replica) merge(in Record) (Record, bool) {
 func (r *replica) handleTick(c *service.Call) {
 	defer c.Reply(struct{}{})
 	r.expireGrants()
-	if r.syncing || !r.k.n.View().Ready {
+	if !r.k.n.View().Ready {
+		r.k.synced.Store(0)
+		return
+	}
+	r.noteSynced(r.layout())
+	if r.syncing {
 		return
 	}
 	l := r.layout()
@@ -701,6 +706,7 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 				complete = false
 			}
 		}
+		r.noteSynced(r.layout())
 		if complete {
 			r.stuck = 0
 		} else {
@@ -728,6 +734,18 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 			}
 		})
 	})
+}
+
+// noteSynced records for KV.Synchronised whether every range this node
+// replicates in layout l (of view generation r.layGen) is initialised.
+func (r *replica) noteSynced(l *layout) {
+	for _, a := range l.replicaArcs() {
+		if !r.init.covers(a) {
+			r.k.synced.Store(0)
+			return
+		}
+	}
+	r.k.synced.Store(r.layGen + 1)
 }
 
 // meta is what to persist: the ranges synchronised (now or before the last

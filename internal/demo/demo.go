@@ -201,6 +201,49 @@ func (r *Ring) WaitConverged(ctx context.Context) error {
 	}
 }
 
+// WaitStores waits until the ring has converged on its live nodes and every
+// live node's store has copied every range it replicates (kv.Synchronised),
+// so that the next kill leaves every range a majority of synchronised
+// replicas. Killing a second replica of a range before the range's new
+// replicas have copied it can leave the range with none: it stays
+// unavailable (correctly: its data may be gone). It returns how long it
+// waited, or an error naming the nodes still copying.
+func (r *Ring) WaitStores(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := r.WaitConverged(wctx); err != nil {
+		return time.Since(start), err
+	}
+	for {
+		var behind []string
+		for _, m := range r.live() {
+			if !m.kv.Synchronised() {
+				behind = append(behind, m.n.ID().Short())
+			}
+		}
+		if len(behind) == 0 {
+			return time.Since(start), nil
+		}
+		select {
+		case <-wctx.Done():
+			return time.Since(start), fmt.Errorf("the stores of %s are still copying ranges after %.0fs", strings.Join(behind, ", "), time.Since(start).Seconds())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitStores is WaitStores for a step: it prints how long the stores took
+// after what happened ("the two crashes"), or records a failure.
+func (r *Ring) waitStores(ctx context.Context, out io.Writer, fail func(string, ...any), after string) {
+	took, err := r.WaitStores(ctx)
+	if err != nil {
+		fail("%s: %v", after, err)
+		return
+	}
+	fmt.Fprintf(out, "   %s, every store has copied the ranges it now replicates (%.1fs)\n", after, took.Seconds())
+}
+
 // Ask sends a request for key from a node and returns who answered.
 func (r *Ring) Ask(ctx context.Context, from *member, key id.ID) (answer, error) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -260,7 +303,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "   every node knows all %d others and holds leases from both neighbours (%.1fs)\n\n", opts.Nodes-1, time.Since(t0).Seconds())
+	fmt.Fprintf(out, "   every node knows all %d others and holds leases from both neighbours (%.1fs)\n", opts.Nodes-1, time.Since(t0).Seconds())
+	r.waitStores(ctx, out, fail, "after the joins")
+	fmt.Fprintln(out)
 
 	fmt.Fprintln(out, "2. Routing a request to each sample key from a different node; the owner answers:")
 	type row struct {
@@ -325,7 +370,9 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		ok++
 	}
-	fmt.Fprintf(out, "   %d of %d keys answered by their owners\n\n", ok, len(rows)-1)
+	fmt.Fprintf(out, "   %d of %d keys answered by their owners\n", ok, len(rows)-1)
+	r.waitStores(ctx, out, fail, "after the crash")
+	fmt.Fprintln(out)
 
 	topicRepair := r.topicStep(ctx, out, fail)
 

@@ -50,21 +50,10 @@ func (r *Ring) kvStep(ctx context.Context, out io.Writer, keys []string, fail fu
 		return res, false
 	}
 	fmt.Fprintf(out, "6. Key-value store (each key on its owner and 2 successors; a write is acknowledged once 2 of the 3 have it):\n")
-	// Two nodes were just killed: the replicas that took over their ranges
-	// copy them from the survivors first, and until then writes there
+	// The topic's root was just killed: the replicas that took over its
+	// ranges copy them from the survivors first, and until then writes there
 	// answer "unavailable". Wait for that, boundedly, and say how long.
-	start := time.Now()
-	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-	for i, k := range keys {
-		for {
-			_, err := live[i%len(live)].kv.Put(wctx, k, []byte("hello, "+k))
-			if err == nil || !errors.Is(err, kv.ErrUnavailable) || wctx.Err() != nil {
-				break
-			}
-		}
-	}
-	wcancel()
-	fmt.Fprintf(out, "   after the two crashes, the store took %.1fs to re-synchronise the moved ranges\n", time.Since(start).Seconds())
+	r.waitStores(ctx, out, fail, "after the topic root's crash")
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	stored := 0

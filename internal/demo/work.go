@@ -53,6 +53,7 @@ func (r *Ring) queueStep(ctx context.Context, out io.Writer, fail func(string, .
 	}
 	owner := r.Owner(kv.KeyID("{q/" + demoQueue + "}"))
 	fmt.Fprintf(out, "7. Task queue %q (its tasks live on its owner %s and 2 replicas; workers on all %d live nodes):\n", demoQueue, owner.n.ID().Short(), len(live))
+	r.waitStores(ctx, out, fail, "after the counter owner's crash")
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	qc := taskq.QueueConfig{Visibility: 1500 * time.Millisecond, MaxAttempts: 5, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second}
@@ -262,6 +263,7 @@ func (r *Ring) poolStep(ctx context.Context, out io.Writer, fail func(string, ..
 	}
 	fmt.Fprintf(out, "8. Shared resources: pool %q of %d addresses, each held by exactly one node at a time (leases of %s, renewed every %s):\n",
 		demoPool, len(names), live[0].res.Config().TTL, (live[0].res.Config().TTL / 3).Round(time.Millisecond))
+	r.waitStores(ctx, out, fail, "after the worker's crash")
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := live[0].res.DefinePool(cctx, demoPool, names); err != nil {

@@ -1,0 +1,77 @@
+package kv
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/shoal-p2p/shoal/id"
+	"github.com/shoal-p2p/shoal/node"
+	"github.com/shoal-p2p/shoal/ring"
+	"github.com/shoal-p2p/shoal/transport/memnet"
+)
+
+// TestSynchronised: KV.Synchronised is true on every node of a settled
+// ring, false on a node that joined nobody and holds no range (it can never
+// copy one), and true again on every survivor once the ranges a crashed node
+// held have been copied to their new replicas.
+func TestSynchronised(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const seed = 7
+		c := newCluster(t, seed, 5)
+		defer c.close()
+		waitAll := func(what string) {
+			t.Helper()
+			for range 200 { // 20 s of ring time
+				all := true
+				for _, m := range c.live() {
+					all = all && m.kv.Synchronised()
+				}
+				if all {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			for _, m := range c.live() {
+				t.Logf("node %s: synchronised %v", m.id.Short(), m.kv.Synchronised())
+			}
+			t.Fatalf("seed %d: %s: not every node synchronised within 20s", seed, what)
+		}
+		waitAll("settled ring")
+
+		// A lone node that is not a ring's first: nothing to copy from.
+		var x id.ID
+		x[0] = 0x42
+		cfg := node.DefaultConfig()
+		cfg.Ring = ring.LocalConfig()
+		net := memnet.New(memnet.Config{Seed: seed, Realtime: true})
+		cfg.Transport = net.Transport(x)
+		n, err := node.Start(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		k, err := New(n, kvConfig(NewMemStore(), false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer k.Close()
+		time.Sleep(3 * time.Second)
+		if k.Synchronised() {
+			t.Fatalf("a lone node that is not a ring's first reports its ranges synchronised")
+		}
+
+		// A crash moves the dead node's ranges to new replicas, which copy
+		// them from the survivors.
+		victim := c.owner("k")
+		c.crash(victim)
+		time.Sleep(3 * time.Second) // failure detection, then copying
+		waitAll("after a crash")
+		ctx, cancel := ctxT(5 * time.Second)
+		defer cancel()
+		if _, err := c.any().kv.Put(ctx, "k", []byte("v")); err != nil {
+			t.Fatalf("seed %d: every node synchronised, yet a write fails: %v", seed, err)
+		}
+	})
+}
