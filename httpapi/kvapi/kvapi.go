@@ -94,6 +94,20 @@ func Register(s *httpapi.Server, k *kv.KV) {
 	s.Handle("/v1/kv/{key...}", methodNotAllowed("GET, HEAD, PUT, DELETE"))
 	s.Handle("GET /v1/owner/{key...}", a.owner)
 	s.Handle("/v1/owner/{key...}", methodNotAllowed("GET, HEAD"))
+	s.Handle("GET /v1/store", a.store)
+	s.Handle("/v1/store", methodNotAllowed("GET, HEAD"))
+}
+
+// Store is the body of GET /v1/store: this node's part of the store.
+type Store struct {
+	// Synchronised: the node has copied every range it replicates
+	// (kv.KV.Synchronised). Before taking another node down (a rolling
+	// restart), wait until every node says true.
+	Synchronised bool `json:"synchronised"`
+}
+
+func (a *api) store(w http.ResponseWriter, r *http.Request) {
+	httpapi.WriteJSON(w, http.StatusOK, Store{Synchronised: a.k.Synchronised()})
 }
 
 func methodNotAllowed(allow string) http.HandlerFunc {

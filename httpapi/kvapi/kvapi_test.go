@@ -287,6 +287,33 @@ func TestOwner(t *testing.T) {
 	})
 }
 
+// TestStore: GET /v1/store says whether the node has copied every range it
+// replicates; on a settled ring every node has.
+func TestStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newTestRing(t, 5)
+		defer r.close()
+		for i := range r.nodes {
+			var st Store
+			for range 100 { // 10 s of ring time
+				rec := r.do(i, "GET", "/v1/store", nil)
+				expect(t, "GET store", rec, 200, "", "")
+				if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
+					t.Fatal(err)
+				}
+				if st.Synchronised {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if !st.Synchronised {
+				t.Fatalf("node %d of a settled ring: not synchronised after 10s", i)
+			}
+		}
+		expect(t, "POST store", r.do(0, "POST", "/v1/store", nil), 405, "method_not_allowed", "")
+	})
+}
+
 // cutShort is a request body that ends before its Content-Length, the way
 // net/http reports a client that went away mid-body.
 type cutShort struct{ r io.Reader }
