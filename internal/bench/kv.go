@@ -387,50 +387,64 @@ func aroundPhase(f func(string) func(), name string) func() {
 	return func() {}
 }
 
+// syncFile is a probe file in the data directory: each write puts a small
+// block at its start and fsyncs it.
+type syncFile struct {
+	f   *os.File
+	buf []byte
+	n   uint64
+}
+
+// openSyncFiles creates n probe files named prefix-i in dir; closeAll
+// closes those it made, also on error.
+func openSyncFiles(dir, prefix string, n int) (files []*syncFile, closeAll func(), err error) {
+	closeAll = func() {
+		for _, s := range files {
+			s.f.Close()
+		}
+	}
+	for i := range n {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d", prefix, i)))
+		if err != nil {
+			closeAll()
+			return nil, func() {}, err
+		}
+		files = append(files, &syncFile{f: f, buf: make([]byte, 128)})
+	}
+	return files, closeAll, nil
+}
+
+func (s *syncFile) write(w int) error {
+	s.n++
+	if _, err := s.f.WriteAt(KVValue(s.buf, w, s.n), 0); err != nil {
+		return err
+	}
+	return s.f.Sync()
+}
+
 // fsyncProbe times one small write at the start of a file followed by
 // fsync, in dir.
 func fsyncProbe(ctx context.Context, lc load.Config, dir string) (load.Result, error) {
-	f, err := os.Create(filepath.Join(dir, "fsync-probe"))
+	fs, closeAll, err := openSyncFiles(dir, "fsync-probe", 1)
 	if err != nil {
 		return load.Result{}, err
 	}
-	defer f.Close()
-	buf := make([]byte, 128)
-	var n uint64
-	return load.Run(ctx, lc, func(context.Context, int) error {
-		n++
-		if _, err := f.WriteAt(KVValue(buf, 0, n), 0); err != nil {
-			return err
-		}
-		return f.Sync()
-	})
+	defer closeAll()
+	return load.Run(ctx, lc, func(context.Context, int) error { return fs[0].write(0) })
 }
 
 // fsyncPairProbe times two small writes, each followed by fsync, to two
 // files in dir, started at the same moment: until both are durable.
 func fsyncPairProbe(ctx context.Context, lc load.Config, dir string) (load.Result, error) {
-	var fs [2]*os.File
-	for i := range fs {
-		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("fsync-pair-%d", i)))
-		if err != nil {
-			return load.Result{}, err
-		}
-		defer f.Close()
-		fs[i] = f
+	fs, closeAll, err := openSyncFiles(dir, "fsync-pair", 2)
+	if err != nil {
+		return load.Result{}, err
 	}
-	bufs := [2][]byte{make([]byte, 128), make([]byte, 128)}
-	var n uint64
-	write := func(i int) error {
-		if _, err := fs[i].WriteAt(KVValue(bufs[i], i, n), 0); err != nil {
-			return err
-		}
-		return fs[i].Sync()
-	}
+	defer closeAll()
 	return load.Run(ctx, lc, func(context.Context, int) error {
-		n++
 		done := make(chan error, 1)
-		go func() { done <- write(1) }()
-		return errors.Join(write(0), <-done)
+		go func() { done <- fs[1].write(1) }()
+		return errors.Join(fs[0].write(0), <-done)
 	})
 }
 
@@ -438,27 +452,12 @@ func fsyncPairProbe(ctx context.Context, lc load.Config, dir string) (load.Resul
 // of its own in dir and fsync it, back to back: the disk's rate of
 // synchronous writes when that many files share it.
 func diskProbe(ctx context.Context, lc load.Config, dir string) (load.Result, error) {
-	fs := make([]*os.File, lc.Concurrency)
-	for i := range fs {
-		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("disk-probe-%d", i)))
-		if err != nil {
-			return load.Result{}, err
-		}
-		defer f.Close()
-		fs[i] = f
+	fs, closeAll, err := openSyncFiles(dir, "disk-probe", lc.Concurrency)
+	if err != nil {
+		return load.Result{}, err
 	}
-	bufs := make([][]byte, len(fs))
-	seqs := make([]uint64, len(fs))
-	for i := range bufs {
-		bufs[i] = make([]byte, 128)
-	}
-	return load.Run(ctx, lc, func(_ context.Context, w int) error {
-		seqs[w]++
-		if _, err := fs[w].WriteAt(KVValue(bufs[w], w, seqs[w]), 0); err != nil {
-			return err
-		}
-		return fs[w].Sync()
-	})
+	defer closeAll()
+	return load.Run(ctx, lc, func(_ context.Context, w int) error { return fs[w].write(w) })
 }
 
 // kvRing is the ring the kv phases run on.
