@@ -1,15 +1,11 @@
 package kv
 
 import (
-	"context"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/shoal-p2p/shoal/id"
-	"github.com/shoal-p2p/shoal/node"
-	"github.com/shoal-p2p/shoal/ring"
-	"github.com/shoal-p2p/shoal/transport/memnet"
 )
 
 // TestSynchronised: KV.Synchronised is true on every node of a settled
@@ -43,22 +39,11 @@ func TestSynchronised(t *testing.T) {
 		// A lone node that is not a ring's first: nothing to copy from.
 		var x id.ID
 		x[0] = 0x42
-		cfg := node.DefaultConfig()
-		cfg.Ring = ring.LocalConfig()
-		net := memnet.New(memnet.Config{Seed: seed, Realtime: true})
-		cfg.Transport = net.Transport(x)
-		n, err := node.Start(context.Background(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer n.Close()
-		k, err := New(n, kvConfig(NewMemStore(), false))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer k.Close()
+		lone := c.start(x, NewMemStore(), false, nil)
+		defer lone.n.Close()
+		defer lone.kv.Close()
 		time.Sleep(3 * time.Second)
-		if k.Synchronised() {
+		if lone.kv.Synchronised() {
 			t.Fatalf("a lone node that is not a ring's first reports its ranges synchronised")
 		}
 
