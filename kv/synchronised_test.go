@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/shoal-p2p/shoal/id"
+	"github.com/shoal-p2p/shoal/transport"
 )
 
 // TestSynchronised: KV.Synchronised is true on every node of a settled
@@ -51,7 +52,24 @@ func TestSynchronised(t *testing.T) {
 		// them from the survivors.
 		victim := c.owner("k")
 		c.crash(victim)
-		time.Sleep(3 * time.Second) // failure detection, then copying
+		// Until every survivor's view has dropped the victim, "all
+		// synchronised" would be about the ring before the crash.
+		for i := 0; ; i++ {
+			gone := true
+			for _, m := range c.live() {
+				v := m.n.View()
+				for _, p := range append(append([]transport.Peer(nil), v.Left...), v.Right...) {
+					gone = gone && p.ID != victim.id
+				}
+			}
+			if gone {
+				break
+			}
+			if i == 200 { // 20 s of ring time
+				t.Fatalf("seed %d: survivors still list crashed node %s after 20s", seed, victim.id.Short())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 		waitAll("after a crash")
 		ctx, cancel := ctxT(5 * time.Second)
 		defer cancel()
