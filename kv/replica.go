@@ -39,10 +39,15 @@ type replica struct {
 	// over can copy them; they never make this node an acceptor again.
 	departed   arcSet
 	departedAt time.Time
-	syncing    bool // a sync round is running
-	lastFull   time.Time
-	maxSeen    int // largest ring seen, capped at r (persisted)
-	stuck      int // consecutive sync rounds that left a range unsynchronised
+	// hist is the replica sets this node served under and has not yet read
+	// back from a majority of their members (hist.go); persisted.
+	hist     cfgHist
+	trimAt   time.Time     // next sync round for trimming the history
+	trimWait time.Duration // its backoff
+	syncing  bool          // a sync round is running
+	lastFull time.Time
+	maxSeen  int // largest ring seen, capped at r (persisted)
+	stuck    int // consecutive sync rounds that left a range unsynchronised
 
 	grants  map[string]grant // read leases this acceptor gave (lease.go)
 	started time.Time
@@ -110,6 +115,7 @@ func newReplica(k *KV) (*replica, error) {
 	r.restored.s = append([]span(nil), meta.Init...)
 	r.restored.normalize()
 	r.maxSeen = meta.MaxSeen
+	r.hist = newHist(meta.Hist)
 	if r.maxSeen < 1 {
 		r.maxSeen = 1
 	}
@@ -165,8 +171,49 @@ func (r *replica) layout() *layout {
 			r.departedAt = time.Now()
 		}
 		r.init = keep
+		if r.noteHist(r.lay) {
+			// Durable before this node acts as an acceptor under a new
+			// replica set, so a restart cannot forget it served there.
+			if err := r.k.cfg.Store.PutMeta(r.meta()); err != nil {
+				r.k.log.Error("persisting the replica-set history failed", "err", err)
+			}
+		}
 	}
 	return r.lay
+}
+
+// noteHist records, for the parts of the ranges of l this node has
+// synchronised (where it is an acceptor), the replica set it serves them
+// under. It reports whether the history changed.
+func (r *replica) noteHist(l *layout) bool {
+	changed := false
+	for _, p := range l.pieces() {
+		if sp := r.init.clip(p.arc); len(sp) > 0 {
+			changed = r.hist.add(peerIDList(p.replicas), sp) || changed
+		}
+	}
+	return changed
+}
+
+// expireDeparted ends the grace of ranges this node stopped replicating,
+// and forgets the history of the parts it no longer holds in any way.
+func (r *replica) expireDeparted() {
+	if r.departedAt.IsZero() || time.Since(r.departedAt) <= 3*r.k.cfg.SyncInterval {
+		return
+	}
+	r.departed = arcSet{}
+	r.departedAt = time.Time{}
+	held := arcSet{s: append(r.init.list(), r.restored.list()...)}
+	held.normalize()
+	r.hist.keepOnly(held) // forgetting needs no sync: the next meta write carries it
+}
+
+func peerIDList(ps []transport.Peer) []id.ID {
+	out := make([]id.ID, len(ps))
+	for i, p := range ps {
+		out[i] = p.ID
+	}
+	return out
 }
 
 // eligible: this node may act as an acceptor for key only while its own
@@ -416,8 +463,12 @@ type syncReq struct {
 }
 
 type syncResp struct {
-	Covered []span   `json:"covered"` // the parts of the arc synchronised here (now, or before a restart)
-	Records []Record `json:"records"`
+	Covered []span `json:"covered"` // the parts of the arc synchronised here (now, or before a restart)
+	// Hist is the replica sets this node served the arc under that it has
+	// not yet read back from a majority of their members (hist.go). Older
+	// nodes send none.
+	Hist    []HistEntry `json:"hist,omitempty"`
+	Records []Record    `json:"records"`
 	// Next, on a paged answer, is the last key of this page when more
 	// follow ("" on the last page).
 	Next string `json:"next,omitempty"`
@@ -442,13 +493,10 @@ func (r *replica) handleSync(c *service.Call) {
 		return
 	}
 	r.layout()
-	if !r.departedAt.IsZero() && time.Since(r.departedAt) > 3*r.k.cfg.SyncInterval {
-		r.departed = arcSet{}
-		r.departedAt = time.Time{}
-	}
+	r.expireDeparted()
 	both := arcSet{s: append(append(r.init.list(), r.restored.list()...), r.departed.list()...)}
 	both.normalize()
-	resp := syncResp{Covered: both.clip(q.Arc)}
+	resp := syncResp{Covered: both.clip(q.Arc), Hist: r.hist.clip(q.Arc)}
 	var keys []string
 	for key, rec := range r.recs {
 		if rec.Accepted.IsZero() || (q.Paged && key <= q.After) {
@@ -509,39 +557,63 @@ func (r *replica) handleTick(c *service.Call) {
 		r.k.synced.Store(0)
 		return
 	}
+	r.expireDeparted()
 	r.noteSynced(r.layout())
 	if r.syncing {
 		return
 	}
 	l := r.layout()
-	full := time.Since(r.lastFull) >= r.k.cfg.SyncInterval
+	now := time.Now()
+	full := now.Sub(r.lastFull) >= r.k.cfg.SyncInterval
+	// A range whose history still holds an earlier replica set is read
+	// again soon (backing off to SyncInterval while that fails): until
+	// then, a second failure among that set's members could leave nobody
+	// able to read it.
+	trim := false
+	if !now.Before(r.trimAt) {
+		for _, p := range l.pieces() {
+			trim = trim || r.hist.stale(p.arc, peerIDList(p.replicas))
+		}
+	}
 	var todo []piece
 	for _, p := range l.pieces() {
-		if full || !r.init.covers(p.arc) {
+		if full || !r.init.covers(p.arc) || (trim && r.hist.stale(p.arc, peerIDList(p.replicas))) {
 			todo = append(todo, p)
 		}
 	}
 	if len(todo) == 0 {
+		r.trimWait = 0
 		return
 	}
+	if trim {
+		r.trimWait = min(max(2*r.trimWait, r.k.cfg.SyncInterval/10), r.k.cfg.SyncInterval)
+		r.trimAt = now.Add(r.trimWait)
+	}
 	if full {
-		r.lastFull = time.Now()
+		r.lastFull = now
 	}
 	r.syncing = true
 	r.syncPieces(c, l, todo)
 }
 
 type syncResult struct {
-	p       piece
-	need    int
-	covered [][]span // one list per answering source
-	recs    []Record
+	p        piece
+	need     int
+	covered  [][]span // one list per answering source
+	recs     []Record
+	hists    []HistEntry // every source's history for the piece, and this node's
+	own      []HistEntry // this node's history for the piece when the round began
+	answered map[id.ID]bool
 }
 
 // stuckRounds is how many sync rounds may leave a range unsynchronised
 // before answering members of its previous replica set count for the parts
 // of it another source holds.
 const stuckRounds = 8
+
+// maxHistPeers bounds the members of reported replica sets one round asks
+// besides its usual sources.
+const maxHistPeers = 32
 
 func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 	old := l.withoutSelf()
@@ -550,8 +622,10 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 		sources   []transport.Peer
 		need      int
 		oldMember map[id.ID]bool
+		own       []HistEntry
 	}
 	lenient := r.stuck >= stuckRounds
+	book := r.addrBook()
 	var jobs []job
 	for _, p := range todo {
 		selfCounts := r.restored.covers(p.arc) || r.init.covers(p.arc)
@@ -605,61 +679,91 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 		for _, q := range srcs {
 			list = append(list, q)
 		}
-		jobs = append(jobs, job{p: p, sources: list, need: need, oldMember: oldMember})
+		jobs = append(jobs, job{p: p, sources: list, need: need, oldMember: oldMember, own: r.hist.clip(p.arc)})
 	}
 	c.Go(func(ctx context.Context) (any, error) {
 		var out []syncResult
 		for _, j := range jobs {
-			res := syncResult{p: j.p, need: j.need}
+			res := syncResult{p: j.p, need: j.need, own: j.own, answered: map[id.ID]bool{r.self: true}}
+			res.hists = append(res.hists, j.own...)
 			unsyncedOld := 0
 			var mu sync.Mutex
 			var wg sync.WaitGroup
+			asked := map[id.ID]bool{r.self: true}
+			fetch := func(src transport.Peer) {
+				defer wg.Done()
+				// Page through the source's records; it counts as a
+				// source only if every page arrived (the records of
+				// the pages that did are merged either way).
+				var resp syncResp
+				var recs []Record
+				complete := false
+				after := ""
+				for range maxSyncPages {
+					cctx, cancel := context.WithTimeout(context.Background(), r.k.cfg.RoundTimeout)
+					resp = syncResp{}
+					err := r.k.n.CallNode(cctx, src, ServiceName, "sync", syncReq{Arc: j.p.arc, Paged: true, After: after}, &resp, node.WithRetry(service.NoRetry()))
+					cancel()
+					if err != nil {
+						break
+					}
+					recs = append(recs, resp.Records...)
+					if resp.Next == "" {
+						complete = true
+						break
+					}
+					if resp.Next <= after {
+						break // a cursor that does not advance: not a source
+					}
+					after = resp.Next
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				res.recs = append(res.recs, recs...)
+				if !complete {
+					return
+				}
+				res.answered[src.ID] = true
+				res.hists = append(res.hists, resp.Hist...)
+				cov := clipSpans(resp.Covered, j.p.arc)
+				if lenient && j.oldMember[src.ID] && len(cov) == 0 {
+					// Stuck: a member of the range's previous replica set
+					// that has not synchronised it, counted below.
+					unsyncedOld++
+					return
+				}
+				res.covered = append(res.covered, cov)
+			}
 			for _, src := range j.sources {
+				asked[src.ID] = true
 				wg.Add(1)
-				go func(src transport.Peer) {
-					defer wg.Done()
-					// Page through the source's records; it counts as a
-					// source only if every page arrived (the records of
-					// the pages that did are merged either way).
-					var resp syncResp
-					var recs []Record
-					complete := false
-					after := ""
-					for range maxSyncPages {
-						cctx, cancel := context.WithTimeout(context.Background(), r.k.cfg.RoundTimeout)
-						resp = syncResp{}
-						err := r.k.n.CallNode(cctx, src, ServiceName, "sync", syncReq{Arc: j.p.arc, Paged: true, After: after}, &resp, node.WithRetry(service.NoRetry()))
-						cancel()
-						if err != nil {
-							break
-						}
-						recs = append(recs, resp.Records...)
-						if resp.Next == "" {
-							complete = true
-							break
-						}
-						if resp.Next <= after {
-							break // a cursor that does not advance: not a source
-						}
-						after = resp.Next
-					}
-					mu.Lock()
-					defer mu.Unlock()
-					res.recs = append(res.recs, recs...)
-					if !complete {
-						return
-					}
-					cov := clipSpans(resp.Covered, j.p.arc)
-					if lenient && j.oldMember[src.ID] && len(cov) == 0 {
-						// Stuck: a member of the range's previous replica set
-						// that has not synchronised it, counted below.
-						unsyncedOld++
-						return
-					}
-					res.covered = append(res.covered, cov)
-				}(src)
+				go fetch(src)
 			}
 			wg.Wait()
+			// Members of the replica sets the sources reported that were
+			// not asked yet: their records are what a read of those sets
+			// needs (twice: their own answers may name more).
+			extra := 0
+			for range 2 {
+				var more []transport.Peer
+				for _, e := range res.hists {
+					for _, m := range e.Cfg {
+						if !asked[m] && extra < maxHistPeers {
+							asked[m] = true
+							extra++
+							more = append(more, transport.Peer{ID: m})
+						}
+					}
+				}
+				if len(more) == 0 {
+					break
+				}
+				for _, src := range book(more) {
+					wg.Add(1)
+					go fetch(src)
+				}
+				wg.Wait()
+			}
 			// Stuck (nodes that joined together, each waiting for the
 			// others): a member of the previous replica set that answers
 			// counts for the parts of the range another source really
@@ -682,24 +786,47 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 		results, _ := v.([]syncResult)
 		var changed []Record
 		initChanged := false
+		histChanged := false
 		for _, res := range results {
 			for _, in := range res.recs {
 				if rec, ok := r.merge(in); ok {
 					changed = append(changed, rec)
 				}
 			}
+			// The replica sets of this node's history that the round read
+			// from enough members: their writes are all merged above.
+			cur := peerIDList(res.p.replicas)
+			for _, e := range res.own {
+				if cfgKey(cfgIDs(e.Cfg)) == cfgKey(cfgIDs(cur)) {
+					continue
+				}
+				read := arcSet{s: slices.Clone(e.Spans)}
+				read.subtract(histShort(res.p.arc, []HistEntry{e}, res.answered))
+				if !read.empty() {
+					histChanged = r.hist.remove(e.Cfg, read.list()) || histChanged
+				}
+			}
 			if r.init.covers(res.p.arc) {
 				continue
 			}
-			// Initialised: the parts of the range that enough sources hold.
-			got := coveredBy(res.covered, res.need)
-			clipped := clipSpans(got, res.p.arc)
-			if len(clipped) > 0 {
-				r.init.addSpans(clipped)
+			// Initialised: the parts of the range that enough sources hold,
+			// less those where a replica set some source (or this node)
+			// served under was not read from enough of its members.
+			got := arcSet{s: clipSpans(coveredBy(res.covered, res.need), res.p.arc)}
+			short := histShort(res.p.arc, res.hists, res.answered)
+			got.subtract(short)
+			if !got.empty() {
+				r.init.addSpans(got.list())
 				initChanged = true
 				r.k.log.Debug("range synchronised", "from", res.p.arc.From.Short(), "to", res.p.arc.To.Short(), "sources", len(res.covered), "need", res.need, "complete", r.init.covers(res.p.arc))
 			}
+			if len(short) > 0 {
+				r.k.log.Debug("range short of a past replica set", "from", res.p.arc.From.Short(), "to", res.p.arc.To.Short(), "answered", len(res.answered))
+			}
 		}
+		// This node serves its ranges under the replica sets it now has:
+		// recorded again, in case a trim above removed one of them.
+		histChanged = r.noteHist(r.layout()) || histChanged
 		complete := true
 		for _, res := range results {
 			if !r.init.covers(res.p.arc) {
@@ -724,7 +851,7 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 					return nil, err
 				}
 			}
-			if initChanged {
+			if initChanged || histChanged {
 				return nil, r.k.cfg.Store.PutMeta(meta)
 			}
 			return nil, nil
@@ -737,10 +864,11 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 }
 
 // noteSynced records for KV.Synchronised whether every range this node
-// replicates in layout l (of view generation r.layGen) is initialised.
+// replicates in layout l (of view generation r.layGen) is initialised, and
+// read back from a majority of every replica set it served it under before.
 func (r *replica) noteSynced(l *layout) {
-	for _, a := range l.replicaArcs() {
-		if !r.init.covers(a) {
+	for _, p := range l.pieces() {
+		if !r.init.covers(p.arc) || r.hist.stale(p.arc, peerIDList(p.replicas)) {
 			r.k.synced.Store(0)
 			return
 		}
@@ -753,7 +881,7 @@ func (r *replica) noteSynced(l *layout) {
 func (r *replica) meta() Meta {
 	both := arcSet{s: append(r.init.list(), r.restored.list()...)}
 	both.normalize()
-	return Meta{Init: both.list(), MaxSeen: r.maxSeen}
+	return Meta{Init: both.list(), MaxSeen: r.maxSeen, Hist: r.hist.list()}
 }
 
 // quorum is how many eligible replicas must agree: a majority of the

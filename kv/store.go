@@ -9,6 +9,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/shoal-p2p/shoal/id"
 )
 
 // Store keeps a node's replicas durably. Put returns only once the records
@@ -33,6 +35,17 @@ type Meta struct {
 	// replication factor. Quorums never shrink below a majority of it, so a
 	// node cut off from the others cannot act as a ring of one.
 	MaxSeen int `json:"max_seen"`
+	// Hist is the replica sets this node served under and has not yet read
+	// back from a majority of their members (hist.go).
+	Hist []HistEntry `json:"hist,omitempty"`
+}
+
+func (m Meta) clone() Meta {
+	out := Meta{Init: append([]span(nil), m.Init...), MaxSeen: m.MaxSeen}
+	for _, e := range m.Hist {
+		out.Hist = append(out.Hist, HistEntry{Cfg: append([]id.ID(nil), e.Cfg...), Spans: append([]span(nil), e.Spans...)})
+	}
+	return out
 }
 
 // appender is a Store that fixes the order of writes when they are
@@ -131,7 +144,7 @@ func (s *MemStore) Load() ([]Record, Meta, error) {
 	for _, r := range s.recs {
 		out = append(out, r)
 	}
-	return out, Meta{Init: append([]span(nil), s.meta.Init...), MaxSeen: s.meta.MaxSeen}, nil
+	return out, s.meta.clone(), nil
 }
 
 // Put stores copies.
@@ -150,7 +163,7 @@ func (s *MemStore) Put(recs ...Record) error {
 func (s *MemStore) PutMeta(m Meta) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.meta = Meta{Init: append([]span(nil), m.Init...), MaxSeen: m.MaxSeen}
+	s.meta = m.clone()
 	return nil
 }
 
