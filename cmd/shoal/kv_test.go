@@ -55,6 +55,13 @@ func TestKVUsageErrors(t *testing.T) {
 // store's HTTP API on a loopback port.
 func oneNode(t *testing.T) string {
 	t.Helper()
+	return loneNode(t, true)
+}
+
+// loneNode is a node alone; unless genesis (the first node of a new ring)
+// it holds no range and can never copy one.
+func loneNode(t *testing.T, genesis bool) string {
+	t.Helper()
 	net := memnet.New(memnet.Config{Realtime: true})
 	cfg := node.DefaultConfig()
 	cfg.Ring = ring.LocalConfig()
@@ -65,7 +72,7 @@ func oneNode(t *testing.T) string {
 	}
 	kcfg := kv.DefaultConfig()
 	kcfg.Store = kv.NewMemStore()
-	kcfg.Genesis = true
+	kcfg.Genesis = genesis
 	k, err := kv.New(n, kcfg)
 	if err != nil {
 		t.Fatal(err)
@@ -152,5 +159,36 @@ func TestKVNoNode(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"kv", "get", "k", "--api", "127.0.0.1:1"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "cannot reach the node's HTTP API") {
 		t.Fatalf("exit %d: %q", code, errb.String())
+	}
+}
+
+func TestStoreCommand(t *testing.T) {
+	api := oneNode(t)
+	var out, errb bytes.Buffer
+	if code := run([]string{"store", "--wait", "10s", "--api", api}, &out, &errb); code != 0 || !strings.Contains(out.String(), "synchronised: the node has copied every range") {
+		t.Fatalf("store --wait on a one-node ring: exit %d, %q %q", code, out.String(), errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"store", "--json", "--api", api}, &out, &errb); code != 0 || !strings.Contains(out.String(), `"synchronised": true`) {
+		t.Fatalf("store --json: exit %d, %q", code, out.String())
+	}
+	lone := loneNode(t, false)
+	out.Reset()
+	if code := run([]string{"store", "--api", lone}, &out, &errb); code != 0 || !strings.Contains(out.String(), "not synchronised") {
+		t.Fatalf("store on a node that holds nothing: exit %d, %q", code, out.String())
+	}
+	errb.Reset()
+	if code := run([]string{"store", "--wait", "300ms", "--api", lone}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "not synchronised after 300ms") {
+		t.Fatalf("store --wait on a node that holds nothing: exit %d, %q", code, errb.String())
+	}
+	for _, args := range [][]string{{"store", "x"}, {"store", "--wait", "-1s"}, {"store", "--wait", "soon"}} {
+		errb.Reset()
+		if code := run(append(args, "--api", api), &out, &errb); code != 2 {
+			t.Errorf("shoal %q: exit %d, want 2: %q", args, code, errb.String())
+		}
+	}
+	errb.Reset()
+	if code := run([]string{"store", "--api", "127.0.0.1:1"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "cannot reach the node's HTTP API") {
+		t.Fatalf("store with no node: exit %d, %q", code, errb.String())
 	}
 }
