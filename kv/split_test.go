@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shoal-p2p/shoal/id"
+	"github.com/shoal-p2p/shoal/transport"
 )
 
 // TestLoneReplica: a key is written while the link between its owner and
@@ -19,8 +20,15 @@ import (
 // (hist.go), the new replicas counted them as enough and served the key as
 // absent while the other side held it: an acknowledged write invisible.
 // Now a reports the replica set it served the range under, and the new
-// replicas must read a majority of it, which that side cannot.
+// replicas must read a majority of it, which that side cannot. In the
+// second variant a restarts on its side of the split: the replica sets it
+// served under must survive the restart (they are in its store's meta).
 func TestLoneReplica(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { loneReplica(t, false) })
+	t.Run("restarted", func(t *testing.T) { loneReplica(t, true) })
+}
+
+func loneReplica(t *testing.T, restart bool) {
 	for _, seed := range seedsFor(t, 1) {
 		synctest.Test(t, func(t *testing.T) {
 			c := newCluster(t, seed, 7)
@@ -56,6 +64,16 @@ func TestLoneReplica(t *testing.T) {
 			}
 			c.net.Partition(side)
 			c.net.Uncut(owner, a)
+			if restart {
+				time.Sleep(5 * time.Second)
+				m := c.members[a]
+				c.crash(m)
+				c.net.Restart(a, nil)
+				nm := c.start(a, m.store, false, []transport.Peer{c.members[side[1]].n.Self()})
+				c.mu.Lock()
+				*m = *nm
+				c.mu.Unlock()
+			}
 			time.Sleep(40 * time.Second)
 			gctx, gcancel := ctxT(5 * time.Second)
 			_, err = c.members[a].kv.Get(gctx, key)
