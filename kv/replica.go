@@ -34,6 +34,10 @@ type replica struct {
 	layGen   uint64
 	init     arcSet // ranges synchronised since this process started
 	restored arcSet // ranges synchronised before the last restart (a sync source, not an acceptor)
+	// prior are ranges this node had synchronised and still replicates,
+	// but under a replica set that has since changed: a sync source, not
+	// an acceptor, until a sync round under the new set (layout).
+	prior arcSet
 	// departed are ranges this node stopped replicating (the ring changed):
 	// for DepartGrace they remain a sync source, so the nodes that took them
 	// over can copy them; they never make this node an acceptor again.
@@ -154,6 +158,7 @@ func (r *replica) service() *service.Service {
 func (r *replica) layout() *layout {
 	v := r.k.n.View()
 	if r.lay == nil || v.Gen != r.layGen {
+		prev := r.lay
 		r.lay = newLayout(v, r.k.cfg.Replicas)
 		r.layGen = v.Gen
 		if n := min(r.lay.n(), r.k.cfg.Replicas); n > r.maxSeen && v.Ready {
@@ -164,13 +169,30 @@ func (r *replica) layout() *layout {
 			}
 		}
 		arcs := r.lay.replicaArcs()
+		if prev != nil {
+			// Where a range's replica set changed, this node stops vouching
+			// for it until a sync round under the new set has read every
+			// replica set reported for it (invariant 6): writes may have
+			// gone to a set its old view did not name. Its records stay a
+			// source meanwhile.
+			moved := arcSet{s: r.init.list()}
+			moved.subtract(sameCfgSpans(prev, r.lay))
+			if !moved.empty() {
+				r.init.subtract(moved.list())
+				r.prior.addSpans(moved.list())
+			}
+		}
 		keep := arcSet{s: r.init.list()}
 		keep.intersect(arcs)
-		if !sameSpans(keep.s, r.init.s) {
+		keepPrior := arcSet{s: r.prior.list()}
+		keepPrior.intersect(arcs)
+		if !sameSpans(keep.s, r.init.s) || !sameSpans(keepPrior.s, r.prior.s) {
 			r.departed.addSpans(r.init.list())
+			r.departed.addSpans(r.prior.list())
 			r.departedAt = time.Now()
 		}
 		r.init = keep
+		r.prior = keepPrior
 		if r.noteHist(r.lay) {
 			// Durable before this node acts as an acceptor under a new
 			// replica set, so a restart cannot forget it served there.
@@ -203,9 +225,50 @@ func (r *replica) expireDeparted() {
 	}
 	r.departed = arcSet{}
 	r.departedAt = time.Time{}
-	held := arcSet{s: append(r.init.list(), r.restored.list()...)}
+	held := arcSet{s: append(append(r.init.list(), r.restored.list()...), r.prior.list()...)}
 	held.normalize()
 	r.hist.keepOnly(held) // forgetting needs no sync: the next meta write carries it
+}
+
+func idSet(m map[id.ID]bool) []string {
+	var out []string
+	for x := range m {
+		out = append(out, x.Short())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func histSummary(es []HistEntry) []string {
+	var out []string
+	for _, e := range es {
+		var ids []string
+		for _, x := range e.Cfg {
+			ids = append(ids, x.Short())
+		}
+		out = append(out, strings.Join(ids, ","))
+	}
+	return out
+}
+
+func spanSummary(sp []span) []string {
+	var out []string
+	for _, x := range sp {
+		out = append(out, x.Lo.Short()+"-"+x.Hi.Short())
+	}
+	return out
+}
+
+func histSpans(es []HistEntry) []string {
+	var out []string
+	for _, e := range es {
+		var ids []string
+		for _, x := range e.Cfg {
+			ids = append(ids, x.Short())
+		}
+		out = append(out, strings.Join(ids, ",")+":"+strings.Join(spanSummary(e.Spans), "+"))
+	}
+	return out
 }
 
 func peerIDList(ps []transport.Peer) []id.ID {
@@ -494,7 +557,7 @@ func (r *replica) handleSync(c *service.Call) {
 	}
 	r.layout()
 	r.expireDeparted()
-	both := arcSet{s: append(append(r.init.list(), r.restored.list()...), r.departed.list()...)}
+	both := arcSet{s: append(append(append(r.init.list(), r.restored.list()...), r.departed.list()...), r.prior.list()...)}
 	both.normalize()
 	resp := syncResp{Covered: both.clip(q.Arc), Hist: r.hist.clip(q.Arc)}
 	var keys []string
@@ -628,7 +691,7 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 	book := r.addrBook()
 	var jobs []job
 	for _, p := range todo {
-		selfCounts := r.restored.covers(p.arc) || r.init.covers(p.arc)
+		selfCounts := r.restored.covers(p.arc) || r.init.covers(p.arc) || r.prior.covers(p.arc)
 		// Sources: the piece's replicas and, for a node that was not one of
 		// them before, the replicas the range had without it.
 		srcs := map[id.ID]transport.Peer{}
@@ -817,11 +880,12 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 			got.subtract(short)
 			if !got.empty() {
 				r.init.addSpans(got.list())
+				r.prior.subtract(got.list())
 				initChanged = true
-				r.k.log.Debug("range synchronised", "from", res.p.arc.From.Short(), "to", res.p.arc.To.Short(), "sources", len(res.covered), "need", res.need, "complete", r.init.covers(res.p.arc))
+				r.k.log.Debug("range synchronised", "from", res.p.arc.From.Short(), "to", res.p.arc.To.Short(), "sources", len(res.covered), "need", res.need, "complete", r.init.covers(res.p.arc), "answered", idSet(res.answered), "hists", histSummary(res.hists))
 			}
 			if len(short) > 0 {
-				r.k.log.Debug("range short of a past replica set", "from", res.p.arc.From.Short(), "to", res.p.arc.To.Short(), "answered", len(res.answered))
+				r.k.log.Debug("range short of a past replica set", "from", res.p.arc.From.Short(), "to", res.p.arc.To.Short(), "answered", len(res.answered), "short", spanSummary(short), "got", spanSummary(got.list()), "hists", histSpans(res.hists))
 			}
 		}
 		// This node serves its ranges under the replica sets it now has:
@@ -879,7 +943,7 @@ func (r *replica) noteSynced(l *layout) {
 // meta is what to persist: the ranges synchronised (now or before the last
 // restart: both are valid sources after the next one) and the ring size.
 func (r *replica) meta() Meta {
-	both := arcSet{s: append(r.init.list(), r.restored.list()...)}
+	both := arcSet{s: append(append(r.init.list(), r.restored.list()...), r.prior.list()...)}
 	both.normalize()
 	return Meta{Init: both.list(), MaxSeen: r.maxSeen, Hist: r.hist.list()}
 }

@@ -212,3 +212,23 @@ func midpoint(a, b id.ID) id.ID {
 }
 
 func majority(n int) int { return n/2 + 1 }
+
+// sameCfgSpans are the parts of b's ranges whose replica set is the same in
+// layout a.
+func sameCfgSpans(a, b *layout) []span {
+	var out arcSet
+	old := a.pieces()
+	for _, p := range b.pieces() {
+		k := cfgKey(cfgIDs(peerIDList(p.replicas)))
+		for _, q := range old {
+			if cfgKey(cfgIDs(peerIDList(q.replicas))) != k {
+				continue
+			}
+			both := arcSet{s: p.arc.spans()}
+			both.normalize()
+			both.intersectSpans(q.arc.spans())
+			out.addSpans(both.list())
+		}
+	}
+	return out.list()
+}
