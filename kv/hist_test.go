@@ -1,7 +1,11 @@
 package kv
 
 import (
+	"fmt"
+	"slices"
 	"testing"
+
+	"pgregory.net/rapid"
 
 	"github.com/shoal-p2p/shoal/id"
 )
@@ -68,4 +72,48 @@ func TestHistShort(t *testing.T) {
 	if h.remove([]id.ID{b, o, a}, part); len(h.list()) != 0 {
 		t.Errorf("remove by the same set in another order left %v", h.list())
 	}
+}
+
+// TestArcSetOpsProperty checks subtract and intersectSpans against a
+// bitmap of 256 consecutive IDs.
+func TestArcSetOpsProperty(t *testing.T) {
+	at := func(b int) id.ID { return id.ID{19: byte(b)} }
+	genSpans := func(t *rapid.T, name string) ([]span, [256]bool) {
+		var bits [256]bool
+		var out []span
+		n := rapid.IntRange(0, 4).Draw(t, name+"-n")
+		for i := range n {
+			lo := rapid.IntRange(0, 255).Draw(t, fmt.Sprintf("%s-lo%d", name, i))
+			hi := rapid.IntRange(lo, 255).Draw(t, fmt.Sprintf("%s-hi%d", name, i))
+			out = append(out, span{at(lo), at(hi)})
+			for x := lo; x <= hi; x++ {
+				bits[x] = true
+			}
+		}
+		return out, bits
+	}
+	rapid.Check(t, func(t *rapid.T) {
+		a, abits := genSpans(t, "a")
+		b, bbits := genSpans(t, "b")
+		sub := arcSet{s: slices.Clone(a)}
+		sub.normalize()
+		sub.subtract(b)
+		both := arcSet{s: slices.Clone(a)}
+		both.normalize()
+		both.intersectSpans(b)
+		for x := range 256 {
+			if got, want := sub.contains(at(x)), abits[x] && !bbits[x]; got != want {
+				t.Fatalf("subtract: %d in %v − %v = %v: got %v", x, a, b, sub.s, got)
+			}
+			if got, want := both.contains(at(x)), abits[x] && bbits[x]; got != want {
+				t.Fatalf("intersect: %d in %v ∩ %v = %v: got %v", x, a, b, both.s, got)
+			}
+		}
+		// Normalized: sorted, disjoint, not adjacent.
+		for i := 1; i < len(sub.s); i++ {
+			if next, _ := inc(sub.s[i-1].Hi); !next.Less(sub.s[i].Lo) {
+				t.Fatalf("subtract left overlapping or adjacent spans: %v", sub.s)
+			}
+		}
+	})
 }
