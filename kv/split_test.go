@@ -65,30 +65,11 @@ func loneReplica(t *testing.T, restart bool) {
 			c.net.Partition(side)
 			c.net.Uncut(owner, a)
 			if restart {
-				// Restart once the side's views have dropped the other
-				// side: a node joining through a bootstrap whose leaf set
-				// still lists unreachable nodes can wait out its join
-				// timeout (seed 19 did, restarting 5 s in).
-				onSide := map[id.ID]bool{}
-				for _, x := range side {
-					onSide[x] = true
-				}
-				for i := 0; ; i++ {
-					clean := true
-					for _, x := range side[1:] {
-						v := c.members[x].n.View()
-						for _, p := range append(append([]transport.Peer(nil), v.Left...), v.Right...) {
-							clean = clean && onSide[p.ID]
-						}
-					}
-					if clean {
-						break
-					}
-					if i == 300 { // 30 s of ring time
-						t.Fatalf("seed %d: the side still lists nodes of the other one 30s into the split", seed)
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
+				// 5 s in, the side's views may still list nodes of the
+				// other side: the restarted node's join found a ring bug
+				// (it waited for good on a member buried on hearsay; ring's
+				// TestJoinCompletesWhenAMemberIsBuriedOnHearsay).
+				time.Sleep(5 * time.Second)
 				m := c.members[a]
 				c.crash(m)
 				c.net.Restart(a, nil)

@@ -257,6 +257,9 @@ func (n *Node) Tick(now time.Time) {
 	}
 	n.expireHops()
 	n.checkLeaf()
+	// Members also leave the leaf set without a verdict of ours (evicted
+	// by a closer node): a joiner re-checks whether it still waits.
+	n.checkJoined()
 	for nonce, ip := range n.indirects {
 		if now.After(ip.deadline) {
 			delete(n.indirects, nonce)

@@ -495,6 +495,8 @@ func (n *Node) bury(x id.ID, graceful bool) {
 	n.failHopsTo(x)
 	n.repairLeaf()
 	n.noteNeighbours(true)
+	// A joiner may have been waiting for x's answer to its Hello alone.
+	n.checkJoined()
 }
 
 // repairLeaf asks the farthest member on a side that has gaps for its leaf

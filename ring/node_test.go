@@ -676,3 +676,43 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("New without a *rand.Rand succeeded")
 	}
 }
+
+// A joiner waits for a Hello answer from every leaf-set member; a member
+// that dies meanwhile is usually declared dead by the joiner itself. Here a
+// neighbour that detected the death first tells the joiner (Failed), which
+// buries the member without a verdict of its own. The joiner must still
+// become ready: before, nothing re-checked its join, and it stayed joining
+// for good (found by kv's TestLoneReplica restarting a node 5 s into a
+// split: it never joined, in 10 minutes).
+func TestJoinCompletesWhenAMemberIsBuriedOnHearsay(t *testing.T) {
+	const seed = 9
+	cfg := ring.DefaultConfig()
+	p := newPump(t, seed, cfg)
+	a, b, x, d := topID(0x20), topID(0x60), topID(0xa0), topID(0x80)
+	p.add(a)
+	p.add(b, a)
+	p.advance(time.Second)
+	p.add(x, a)
+	p.advance(time.Second)
+	for _, y := range []id.ID{a, b, x} {
+		if !p.nodes[y].Ready() {
+			p.fatalf("%s not ready", y.Short())
+		}
+	}
+	// x dies; a little later d joins, and the leaf set it is given still
+	// lists x, whose death a and b detect before d's Hello to x times out.
+	p.crash(x)
+	p.advance(cfg.FailureTimeout / 2)
+	nd := p.add(d, a)
+	p.deliverAll()
+	if nd.Ready() {
+		p.fatalf("d ready although x never answered")
+	}
+	if !inLeafSet(nd, x) {
+		p.t.Skipf("seed %d: d was not given x; the scenario did not arise", seed)
+	}
+	p.advance(4 * cfg.FailureTimeout)
+	if !nd.Ready() {
+		p.fatalf("d still joining after x was buried: %+v", nd.Status())
+	}
+}
