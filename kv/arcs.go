@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"slices"
 	"sort"
 
 	"github.com/shoal-p2p/shoal/id"
@@ -96,25 +97,11 @@ func (set *arcSet) covers(a arc) bool {
 
 // intersect keeps only the parts of the set inside the arcs given.
 func (set *arcSet) intersect(keep []arc) {
-	var out []span
+	var sp []span
 	for _, a := range keep {
-		for _, k := range a.spans() {
-			for _, sp := range set.s {
-				lo, hi := sp.Lo, sp.Hi
-				if lo.Less(k.Lo) {
-					lo = k.Lo
-				}
-				if k.Hi.Less(hi) {
-					hi = k.Hi
-				}
-				if !hi.Less(lo) {
-					out = append(out, span{lo, hi})
-				}
-			}
-		}
+		sp = append(sp, a.spans()...)
 	}
-	set.s = out
-	set.normalize()
+	set.intersectSpans(sp)
 }
 
 func (set *arcSet) empty() bool { return len(set.s) == 0 }
@@ -183,4 +170,58 @@ func coveredBy(lists [][]span, need int) []span {
 		out = append(out, span{start, maxID})
 	}
 	return out
+}
+
+// subtract removes spans from the set.
+func (set *arcSet) subtract(sp []span) {
+	if len(sp) == 0 || len(set.s) == 0 {
+		return
+	}
+	cut := arcSet{s: slices.Clone(sp)}
+	cut.normalize()
+	var out []span
+	for _, s := range set.s {
+		lo := s.Lo
+		done := false
+		for _, c := range cut.s {
+			if c.Hi.Less(lo) || s.Hi.Less(c.Lo) {
+				continue
+			}
+			if lo.Less(c.Lo) {
+				out = append(out, span{lo, c.Lo.Sub(id.ID{19: 1})})
+			}
+			next, ovf := inc(c.Hi)
+			if ovf || s.Hi.Less(next) {
+				done = true
+				break
+			}
+			lo = next
+		}
+		if !done {
+			out = append(out, span{lo, s.Hi})
+		}
+	}
+	set.s = out
+	set.normalize()
+}
+
+// intersectSpans keeps only the parts of the set inside sp.
+func (set *arcSet) intersectSpans(sp []span) {
+	var out []span
+	for _, k := range sp {
+		for _, s := range set.s {
+			lo, hi := s.Lo, s.Hi
+			if lo.Less(k.Lo) {
+				lo = k.Lo
+			}
+			if k.Hi.Less(hi) {
+				hi = k.Hi
+			}
+			if !hi.Less(lo) {
+				out = append(out, span{lo, hi})
+			}
+		}
+	}
+	set.s = out
+	set.normalize()
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/shoal-p2p/shoal/id"
 )
 
-// Configuration history (docs/kv.md, "Synchronisation"): a node that is a
+// Configuration history (docs/kv.md, invariant 6): a node that is a
 // synchronised replica of a range under replica set C could accept writes
 // there under C, and a write committed under C is held by a majority of C,
 // not necessarily by this node. So "I have synchronised this range" is not
@@ -173,58 +173,4 @@ func histShort(a arc, es []HistEntry, answered map[id.ID]bool) []span {
 		bad.addSpans(set.clip(a))
 	}
 	return bad.list()
-}
-
-// subtract removes spans from the set.
-func (set *arcSet) subtract(sp []span) {
-	if len(sp) == 0 || len(set.s) == 0 {
-		return
-	}
-	cut := arcSet{s: slices.Clone(sp)}
-	cut.normalize()
-	var out []span
-	for _, s := range set.s {
-		lo := s.Lo
-		done := false
-		for _, c := range cut.s {
-			if c.Hi.Less(lo) || s.Hi.Less(c.Lo) {
-				continue
-			}
-			if lo.Less(c.Lo) {
-				out = append(out, span{lo, c.Lo.Sub(id.ID{19: 1})})
-			}
-			next, ovf := inc(c.Hi)
-			if ovf || s.Hi.Less(next) {
-				done = true
-				break
-			}
-			lo = next
-		}
-		if !done {
-			out = append(out, span{lo, s.Hi})
-		}
-	}
-	set.s = out
-	set.normalize()
-}
-
-// intersectSpans keeps only the parts of the set inside sp.
-func (set *arcSet) intersectSpans(sp []span) {
-	var out []span
-	for _, k := range sp {
-		for _, s := range set.s {
-			lo, hi := s.Lo, s.Hi
-			if lo.Less(k.Lo) {
-				lo = k.Lo
-			}
-			if k.Hi.Less(hi) {
-				hi = k.Hi
-			}
-			if !hi.Less(lo) {
-				out = append(out, span{lo, hi})
-			}
-		}
-	}
-	set.s = out
-	set.normalize()
 }

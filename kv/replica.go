@@ -239,18 +239,6 @@ func idSet(m map[id.ID]bool) []string {
 	return out
 }
 
-func histSummary(es []HistEntry) []string {
-	var out []string
-	for _, e := range es {
-		var ids []string
-		for _, x := range e.Cfg {
-			ids = append(ids, x.Short())
-		}
-		out = append(out, strings.Join(ids, ","))
-	}
-	return out
-}
-
 func spanSummary(sp []span) []string {
 	var out []string
 	for _, x := range sp {
@@ -882,7 +870,7 @@ func (r *replica) syncPieces(c *service.Call, l *layout, todo []piece) {
 				r.init.addSpans(got.list())
 				r.prior.subtract(got.list())
 				initChanged = true
-				r.k.log.Debug("range synchronised", "from", res.p.arc.From.Short(), "to", res.p.arc.To.Short(), "sources", len(res.covered), "need", res.need, "complete", r.init.covers(res.p.arc), "answered", idSet(res.answered), "hists", histSummary(res.hists))
+				r.k.log.Debug("range synchronised", "from", res.p.arc.From.Short(), "to", res.p.arc.To.Short(), "sources", len(res.covered), "need", res.need, "complete", r.init.covers(res.p.arc), "answered", idSet(res.answered), "hists", histSpans(res.hists))
 			}
 			if len(short) > 0 {
 				r.k.log.Debug("range short of a past replica set", "from", res.p.arc.From.Short(), "to", res.p.arc.To.Short(), "answered", len(res.answered), "short", spanSummary(short), "got", spanSummary(got.list()), "hists", histSpans(res.hists))
