@@ -121,7 +121,8 @@ func (c *cluster) crash(m *member) {
 	m.n.Close()
 }
 
-// restart brings a crashed node back with its store.
+// restart brings a crashed node back with its store, joining through any
+// live node.
 func (c *cluster) restart(m *member) {
 	var boot []transport.Peer
 	c.mu.Lock()
@@ -131,6 +132,12 @@ func (c *cluster) restart(m *member) {
 		boot = append(boot, o.n.Self())
 		break
 	}
+	c.restartVia(m, boot)
+}
+
+// restartVia brings a crashed node back with its store, joining through
+// boot.
+func (c *cluster) restartVia(m *member, boot []transport.Peer) {
 	c.net.Restart(m.id, nil)
 	nm := c.start(m.id, m.store, false, boot)
 	c.mu.Lock()

@@ -620,15 +620,13 @@ func (r *replica) handleTick(c *service.Call) {
 	// again soon (backing off to SyncInterval while that fails): until
 	// then, a second failure among that set's members could leave nobody
 	// able to read it.
+	due := !now.Before(r.trimAt)
 	trim := false
-	if !now.Before(r.trimAt) {
-		for _, p := range l.pieces() {
-			trim = trim || r.hist.stale(p.arc, peerIDList(p.replicas))
-		}
-	}
 	var todo []piece
 	for _, p := range l.pieces() {
-		if full || !r.init.covers(p.arc) || (trim && r.hist.stale(p.arc, peerIDList(p.replicas))) {
+		stale := due && r.hist.stale(p.arc, peerIDList(p.replicas))
+		trim = trim || stale
+		if full || !r.init.covers(p.arc) || stale {
 			todo = append(todo, p)
 		}
 	}

@@ -72,11 +72,7 @@ func loneReplica(t *testing.T, restart bool) {
 				time.Sleep(5 * time.Second)
 				m := c.members[a]
 				c.crash(m)
-				c.net.Restart(a, nil)
-				nm := c.start(a, m.store, false, []transport.Peer{c.members[side[1]].n.Self()})
-				c.mu.Lock()
-				*m = *nm
-				c.mu.Unlock()
+				c.restartVia(m, []transport.Peer{c.members[side[1]].n.Self()})
 			}
 			time.Sleep(40 * time.Second)
 			gctx, gcancel := ctxT(5 * time.Second)
