@@ -31,12 +31,23 @@ type LogConfig struct {
 	// each group is one synchronous write of whole 4 KiB blocks instead of
 	// a write and an fdatasync. Buffered keeps the page cache and fdatasync.
 	Buffered bool
+	// PWrite makes direct writes plain pwrite calls. By default, on Linux,
+	// they go through a small io_uring (see uring), so that the writer
+	// waits without holding one of the Go scheduler's Ps and the node's
+	// other goroutines keep running; where io_uring is missing or refused,
+	// or SHOAL_NO_IO_URING is set in the environment, the log uses pwrite
+	// anyway.
+	PWrite bool
 	// LazyDelay is how long a lazy write (AppendLazy) may wait for another
 	// write to share its sync with. Default 5ms.
 	LazyDelay time.Duration
 	// Logger, nil to discard.
 	Logger *slog.Logger
 }
+
+// NoIOURingEnv names the environment variable that, set to anything,
+// makes every log use pwrite instead of io_uring (LogConfig.PWrite).
+const NoIOURingEnv = "SHOAL_NO_IO_URING"
 
 // DefaultLogConfig returns the defaults.
 func DefaultLogConfig() LogConfig {
@@ -79,6 +90,8 @@ type LogStore struct {
 	// Owned by the writer goroutine.
 	f        *os.File
 	direct   bool   // f is O_DIRECT|O_DSYNC: whole aligned blocks, no fdatasync
+	ring     *uring // direct: its writes go through io_uring; nil: pwrite
+	noRing   bool   // io_uring was refused or failed: pwrite from now on
 	tail     []byte // direct: the written bytes of the block holding off
 	abuf     []byte // direct: block-aligned scratch for one group's write
 	gbuf     []byte // the frames of the group being written, reused
@@ -235,7 +248,7 @@ func (s *LogStore) startLog(gen uint64) error {
 		if f != nil {
 			// Some file systems accept O_DIRECT at open and refuse the
 			// writes: try one zero block, and fall back if it fails.
-			if _, werr := f.WriteAt(s.scratchZero(blockSize), 0); werr != nil {
+			if werr := s.probeDirect(f); werr != nil {
 				s.log.Info("the log's file system refuses direct writes; using buffered writes and fdatasync", "dir", s.dir, "err", werr)
 				f.Close()
 				f = nil
@@ -259,6 +272,32 @@ func (s *LogStore) startLog(gen uint64) error {
 	}
 	s.f, s.gen, s.off, s.alloc, s.direct, s.tail = f, gen, 0, alloc, direct, s.tail[:0]
 	return nil
+}
+
+// probeDirect writes one zero block at the start of a new direct log,
+// through the io_uring if there is one (setting it up on first use), and
+// with pwrite if the ring is refused or its write fails: a kernel whose
+// io_uring lacks the write operation, say, then never gets another.
+func (s *LogStore) probeDirect(f *os.File) error {
+	if s.ring == nil && !s.cfg.PWrite && !s.noRing {
+		ring, err := newURing()
+		if err != nil {
+			s.noRing = true
+			s.log.Info("log writes use pwrite: io_uring is not available", "dir", s.dir, "err", err)
+		}
+		s.ring = ring
+	}
+	if s.ring != nil {
+		err := s.ring.pwrite(f, s.scratchZero(blockSize), 0)
+		if err == nil {
+			return nil
+		}
+		s.log.Info("log writes use pwrite: a write through io_uring failed", "dir", s.dir, "err", err)
+		s.ring.close()
+		s.ring, s.noRing = nil, true
+	}
+	_, err := f.WriteAt(s.scratchZero(blockSize), 0)
+	return err
 }
 
 func truncateSync(path string, size int64) error {
@@ -387,6 +426,9 @@ func (s *LogStore) Close() error {
 	}
 	<-s.done
 	s.snapWG.Wait()
+	if s.ring != nil {
+		s.ring.close()
+	}
 	err := s.f.Close()
 	unlockDir(s.lock)
 	s.mu.Lock()
@@ -550,7 +592,11 @@ func (s *LogStore) writeDirect(buf []byte) error {
 	k := copy(w, s.tail)
 	k += copy(w[k:], buf)
 	clear(w[k:])
-	if _, err := s.f.WriteAt(w, start); err != nil {
+	if s.ring != nil {
+		if err := s.ring.pwrite(s.f, w, start); err != nil {
+			return err
+		}
+	} else if _, err := s.f.WriteAt(w, start); err != nil {
 		return err
 	}
 	// The new tail: what of this write lies in its last, partial block.
@@ -563,11 +609,17 @@ func (s *LogStore) writeDirect(buf []byte) error {
 // blockSize), reused between groups.
 func (s *LogStore) scratch(n int) []byte {
 	if cap(s.abuf) < n {
-		raw := make([]byte, n+blockSize)
-		skip := int(-uintptr(unsafe.Pointer(unsafe.SliceData(raw))) & (blockSize - 1))
-		s.abuf = raw[skip : skip+n : skip+n]
+		s.abuf = alignedBuf(n)
 	}
 	return s.abuf[:n]
+}
+
+// alignedBuf returns n zero bytes at a block-aligned address, as O_DIRECT
+// wants.
+func alignedBuf(n int) []byte {
+	raw := make([]byte, n+blockSize)
+	skip := int(-uintptr(unsafe.Pointer(unsafe.SliceData(raw))) & (blockSize - 1))
+	return raw[skip : skip+n : skip+n]
 }
 
 // scratchZero is scratch(n) cleared.

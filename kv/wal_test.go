@@ -472,8 +472,18 @@ func FuzzReplayLog(f *testing.F) {
 // pass the preallocated end — all come back after a reopen, and writing
 // goes on in the next log generation.
 func TestLogStoreDirectWrites(t *testing.T) {
-	for _, buffered := range []bool{false, true} {
-		t.Run(fmt.Sprintf("buffered=%v", buffered), func(t *testing.T) {
+	ring, ringErr := newURing()
+	if ring != nil {
+		ring.close()
+	}
+	modes := []struct {
+		name     string
+		buffered bool
+		pwrite   bool
+	}{{"direct-io_uring", false, false}, {"direct-pwrite", false, true}, {"buffered", true, false}}
+	for _, m := range modes {
+		buffered := m.buffered
+		t.Run(m.name, func(t *testing.T) {
 			dir := t.TempDir()
 			probe, err := openDirect(filepath.Join(dir, "probe"))
 			if err != nil {
@@ -483,10 +493,15 @@ func TestLogStoreDirectWrites(t *testing.T) {
 			if probe != nil {
 				probe.Close()
 			}
-			cfg := LogConfig{Buffered: buffered, PreallocBytes: 4096} // extend often
+			// Extend often, and compact (a new log file, a new probe
+			// write) a few times.
+			cfg := LogConfig{Buffered: buffered, PWrite: m.pwrite, PreallocBytes: 4096, CompactBytes: 64 << 10}
 			s := openLogT(t, dir, cfg)
 			if want := canDirect && !buffered; s.direct != want {
 				t.Fatalf("direct = %v, want %v (O_DIRECT possible here: %v)", s.direct, want, canDirect)
+			}
+			if want := s.direct && !m.pwrite && ringErr == nil; (s.ring != nil) != want {
+				t.Fatalf("writing through io_uring = %v, want %v (io_uring here: %v)", s.ring != nil, want, ringErr)
 			}
 			want := map[string]Record{}
 			sizes := []int{1, 40, 1300, 4000, 4096, 9000, 17}
@@ -542,6 +557,28 @@ func TestLogStoreDirectWrites(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLogStoreNoIOURingEnv: SHOAL_NO_IO_URING makes the log use pwrite,
+// and it still works.
+func TestLogStoreNoIOURingEnv(t *testing.T) {
+	t.Setenv(NoIOURingEnv, "1")
+	dir := t.TempDir()
+	s := openLogT(t, dir, LogConfig{})
+	if s.ring != nil {
+		t.Fatalf("%s is set and the log writes through io_uring", NoIOURingEnv)
+	}
+	r := testRecord("k", 1, "v")
+	if err := s.Put(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openLogT(t, dir, LogConfig{})
+	if got, _ := loadMap(t, s); !sameRecord(got["k"], r) {
+		t.Fatalf("after reopen: %+v, want %+v", got["k"], r)
 	}
 }
 
