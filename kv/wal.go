@@ -122,6 +122,10 @@ type LogStats struct {
 	// TornBytes is what the open cut from the end of the last log: a group
 	// write a crash interrupted (never acknowledged).
 	TornBytes int64
+	// Writes is how the log writes: "io_uring" (direct writes through
+	// io_uring), "pwrite" (direct writes) or "buffered" (write and
+	// fdatasync).
+	Writes string
 }
 
 // group is one group commit: the frames to write and who waits for them.
@@ -271,6 +275,15 @@ func (s *LogStore) startLog(gen uint64) error {
 		s.f.Close()
 	}
 	s.f, s.gen, s.off, s.alloc, s.direct, s.tail = f, gen, 0, alloc, direct, s.tail[:0]
+	mode := "buffered"
+	if direct && s.ring != nil {
+		mode = "io_uring"
+	} else if direct {
+		mode = "pwrite"
+	}
+	s.statsMu.Lock()
+	s.stats.Writes = mode
+	s.statsMu.Unlock()
 	return nil
 }
 

@@ -503,6 +503,16 @@ func TestLogStoreDirectWrites(t *testing.T) {
 			if want := s.direct && !m.pwrite && ringErr == nil; (s.ring != nil) != want {
 				t.Fatalf("writing through io_uring = %v, want %v (io_uring here: %v)", s.ring != nil, want, ringErr)
 			}
+			wantWrites := "pwrite"
+			switch {
+			case !s.direct:
+				wantWrites = "buffered"
+			case s.ring != nil:
+				wantWrites = "io_uring"
+			}
+			if got := s.Stats().Writes; got != wantWrites {
+				t.Fatalf("Stats().Writes = %q, want %q", got, wantWrites)
+			}
 			want := map[string]Record{}
 			sizes := []int{1, 40, 1300, 4000, 4096, 9000, 17}
 			for i := range 120 {

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,6 +212,13 @@ type KVResult struct {
 	// PutSyncsPerOp: the nodes' log writes (group commits, each one
 	// synchronous write) during the put phase, divided by the Puts in it.
 	PutSyncsPerOp float64 `json:"put_syncs_per_op"`
+	// LogWrites is how the nodes' logs write (kv.LogStats.Writes):
+	// "io_uring", "pwrite" or "buffered".
+	LogWrites string `json:"log_writes"`
+	// PutSchedP90us is the Go scheduler's p90 latency during the put
+	// phase: how long a goroutine that could run waited for a processor
+	// (runtime/metrics /sched/latencies:seconds, all nodes: one process).
+	PutSchedP90us float64 `json:"put_sched_p90_us"`
 
 	GetRatio   float64 `json:"get_ratio"` // get_p50_us / bare_rtt_p50_us
 	PutRatio   float64 `json:"put_ratio"`
@@ -314,6 +323,7 @@ func KV(ctx context.Context, cfg KVConfig) (*KVResult, error) {
 		return nil, err
 	}
 	res.SetupS = round(time.Since(t0).Seconds(), 2)
+	res.LogWrites = r.logs[0].Stats().Writes
 
 	lc := load.Config{Concurrency: cfg.Concurrency, Warmup: cfg.Warmup, Duration: cfg.Duration}
 	phases := []struct {
@@ -331,11 +341,15 @@ func KV(ctx context.Context, cfg KVConfig) (*KVResult, error) {
 		end := aroundPhase(cfg.AroundCase, ph.name)
 		var calls atomic.Int64
 		groups := r.logGroups()
+		sched0 := schedLatencies()
 		l, err := load.Run(pctx, lc, func(ctx context.Context, w int) error {
 			calls.Add(1)
 			return ph.op(ctx, r.workers[w])
 		})
 		groups = r.logGroups() - groups
+		if ph.name == "put" {
+			res.PutSchedP90us = round(schedQuantile(sched0, schedLatencies(), 0.9)*1e6, 1)
+		}
 		end()
 		cancel()
 		if err != nil {
@@ -351,6 +365,43 @@ func KV(ctx context.Context, cfg KVConfig) (*KVResult, error) {
 	res.finish()
 	cfg.Progress("closing the ring")
 	return res, nil
+}
+
+// schedLatencies reads the Go scheduler's latency histogram.
+func schedLatencies() *metrics.Float64Histogram {
+	s := []metrics.Sample{{Name: "/sched/latencies:seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return nil
+	}
+	return s[0].Value.Float64Histogram()
+}
+
+// schedQuantile returns the q quantile, in seconds, of the latencies
+// recorded between two readings of the histogram (the upper bound of the
+// bucket it falls in), or 0 if there were none.
+func schedQuantile(before, after *metrics.Float64Histogram, q float64) float64 {
+	if before == nil || after == nil || len(before.Counts) != len(after.Counts) {
+		return 0
+	}
+	var total uint64
+	for i := range after.Counts {
+		total += after.Counts[i] - before.Counts[i]
+	}
+	if total == 0 {
+		return 0
+	}
+	var acc uint64
+	for i := range after.Counts {
+		acc += after.Counts[i] - before.Counts[i]
+		if float64(acc) >= q*float64(total) {
+			if hi := after.Buckets[i+1]; !math.IsInf(hi, 1) {
+				return hi
+			}
+			return after.Buckets[i]
+		}
+	}
+	return 0
 }
 
 // LoadAvg returns the 1-minute load average from /proc/loadavg, or 0 where
@@ -744,8 +795,9 @@ func (r *KVResult) WriteText(w io.Writer) error {
 		r.BareRTTP50us, r.BareRTTP99us, r.Security, r.Muxer)
 	fmt.Fprintf(&b, "  small write + fsync in %s: p50 %.1f µs, p99 %.1f µs; two at once, until both are durable: p50 %.1f µs\n",
 		r.DataDir, r.FsyncP50us, r.FsyncP99us, r.FsyncPairP50us)
-	fmt.Fprintf(&b, "  %d files written + fsynced at once, back to back: p50 %.1f µs a write, %.0f writes/s; the put phase made %.2f log writes per Put\n",
-		2*r.Concurrency, r.FsyncLoadedP50us, r.DiskSyncsPerS, r.PutSyncsPerOp)
+	fmt.Fprintf(&b, "  %d files written + fsynced at once, back to back: p50 %.1f µs a write, %.0f writes/s; the put phase made %.2f log writes per Put (%s)\n",
+		2*r.Concurrency, r.FsyncLoadedP50us, r.DiskSyncsPerS, r.PutSyncsPerOp, r.LogWrites)
+	fmt.Fprintf(&b, "  Go scheduler latency during the put phase: p90 %.1f µs\n", r.PutSchedP90us)
 	if r.DataInMemory {
 		fmt.Fprintf(&b, "  goals: get p50 <= %.0fx bare = %.0f µs: %s; put and cas: not judged, %s is in memory (fsync keeps nothing): these figures are the stack without a disk\n",
 			GoalGetRatio, r.GetGoalUs, met(r.GoalGetMet), r.DataDir)

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +37,8 @@ func TestKVShortRun(t *testing.T) {
 		"fsync_ops": float64(res.FsyncOps), "fsync_p50_us": res.FsyncP50us,
 		"fsync_pair_p50_us": res.FsyncPairP50us, "fsync_loaded_p50_us": res.FsyncLoadedP50us,
 		"disk_syncs_per_s": res.DiskSyncsPerS, "put_syncs_per_op": res.PutSyncsPerOp,
-		"get_ratio": res.GetRatio, "put_ratio": res.PutRatio, "cas_ratio": res.CASRatio,
+		"put_sched_p90_us": res.PutSchedP90us,
+		"get_ratio":        res.GetRatio, "put_ratio": res.PutRatio, "cas_ratio": res.CASRatio,
 	} {
 		if v <= 0 {
 			t.Errorf("%s = %v, want > 0", name, v)
@@ -55,6 +58,9 @@ func TestKVShortRun(t *testing.T) {
 	if res.GoalGetMet != (res.GetP50us <= GoalGetRatio*res.BareRTTP50us) ||
 		res.GoalPutMet != (res.PutP50us <= GoalPutRatio*res.BareRTTP50us+res.FsyncP50us+0.1) {
 		t.Errorf("goals inconsistent with the figures: %+v", res)
+	}
+	if w := res.LogWrites; w != "io_uring" && w != "pwrite" && w != "buffered" {
+		t.Errorf("log_writes = %q", w)
 	}
 	if len(lines) < 10 {
 		t.Errorf("progress lines: %q", lines)
@@ -184,5 +190,20 @@ func TestInMemory(t *testing.T) {
 	}
 	if inMemory("/proc") {
 		t.Errorf("/proc is not tmpfs, inMemory says it is")
+	}
+}
+
+// TestSchedQuantile: the quantile of what was recorded between two
+// readings, as the upper bound of its bucket.
+func TestSchedQuantile(t *testing.T) {
+	before := &metrics.Float64Histogram{Counts: []uint64{5, 5, 5, 5}, Buckets: []float64{0, 1e-6, 1e-5, 1e-4, math.Inf(1)}}
+	after := &metrics.Float64Histogram{Counts: []uint64{5 + 80, 5 + 10, 5 + 9, 5 + 1}, Buckets: before.Buckets}
+	for _, c := range []struct{ q, want float64 }{{0.5, 1e-6}, {0.8, 1e-6}, {0.9, 1e-5}, {0.99, 1e-4}, {1, 1e-4}} {
+		if got := schedQuantile(before, after, c.q); got != c.want {
+			t.Errorf("q%v = %v, want %v", c.q, got, c.want)
+		}
+	}
+	if got := schedQuantile(before, before, 0.9); got != 0 {
+		t.Errorf("nothing recorded: %v, want 0", got)
 	}
 }
