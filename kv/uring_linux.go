@@ -42,9 +42,9 @@ type uring struct {
 	ring []byte // the submission and completion rings (one mapping)
 	sqes []byte // the submission queue entries
 
-	sqTail, sqMask, cqHead, cqTail, cqMask *uint32
-	sqArray                                unsafe.Pointer
-	cqes                                   unsafe.Pointer
+	sqHead, sqTail, sqMask, cqHead, cqTail, cqMask *uint32
+	sqArray                                        unsafe.Pointer
+	cqes                                           unsafe.Pointer
 
 	ev    *os.File // eventfd the kernel signals on each completion
 	evBuf [8]byte
@@ -81,6 +81,7 @@ const (
 	uringSQESize         = 64
 	uringCQESize         = 16
 	uringEntries         = 2
+	uringSubmitTries     = 100
 )
 
 var errURingOff = errors.New("io_uring turned off by " + NoIOURingEnv)
@@ -115,7 +116,7 @@ func newURing() (u *uring, err error) {
 		return nil, fmt.Errorf("io_uring entries: mmap: %w", err)
 	}
 	at := func(off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&u.ring[off])) }
-	u.sqTail, u.sqMask = at(p.sqOff.tail), at(p.sqOff.ringMask)
+	u.sqHead, u.sqTail, u.sqMask = at(p.sqOff.head), at(p.sqOff.tail), at(p.sqOff.ringMask)
 	u.cqHead, u.cqTail, u.cqMask = at(p.cqOff.head), at(p.cqOff.tail), at(p.cqOff.ringMask)
 	u.sqArray = unsafe.Pointer(&u.ring[p.sqOff.array])
 	u.cqes = unsafe.Pointer(&u.ring[p.cqOff.cqes])
@@ -171,18 +172,16 @@ func (u *uring) write1(fd int, buf []byte, off int64) (int, error) {
 	*(*uint64)(unsafe.Pointer(&sqe[32])) = u.seq
 	*(*uint32)(unsafe.Add(u.sqArray, 4*uintptr(idx))) = idx
 	atomic.StoreUint32(u.sqTail, tail+1) // publishes the entry
-	for {
-		n, _, errno := syscall.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(u.fd), 1, 0, 0, 0, 0)
-		if errno == syscall.EINTR {
-			continue
-		}
-		if errno != 0 {
+	// Submit until the kernel has taken the entry (its head passed it):
+	// an interrupted or refused-for-now call is tried again, a few times.
+	for try := 0; atomic.LoadUint32(u.sqHead) != tail+1; try++ {
+		_, _, errno := syscall.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(u.fd), 1, 0, 0, 0, 0)
+		if errno != 0 && errno != syscall.EINTR && errno != syscall.EAGAIN {
 			return 0, fmt.Errorf("io_uring_enter: %w", errno)
 		}
-		if n != 1 {
-			return 0, fmt.Errorf("io_uring_enter submitted %d entries, want 1", n)
+		if try == uringSubmitTries {
+			return 0, fmt.Errorf("io_uring_enter: the kernel did not take the write in %d tries (last: %v)", try+1, errno)
 		}
-		break
 	}
 	for {
 		head := atomic.LoadUint32(u.cqHead)
