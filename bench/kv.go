@@ -123,6 +123,13 @@ type kvComparison struct {
 	// The two figures Shoal's own goals are stated in, same run.
 	BareRTTP50us float64 `json:"bare_rtt_p50_us"`
 	FsyncP50us   float64 `json:"fsync_p50_us"`
+	// The disk and the scheduler in the same run (as in shoal bench kv):
+	// every Shoal node's log is on the one disk, in the one process.
+	FsyncPairP50us     float64 `json:"fsync_pair_p50_us"`
+	FsyncLoadedP50us   float64 `json:"fsync_loaded_p50_us"`
+	ShoalPutSyncsPerOp float64 `json:"shoal_put_syncs_per_op"`
+	ShoalLogWrites     string  `json:"shoal_log_writes"` // io_uring, pwrite or buffered
+	ShoalPutSchedP90us float64 `json:"shoal_put_sched_p90_us"`
 
 	KadPutP50us   float64 `json:"kad_put_p50_us"`
 	KadPutP99us   float64 `json:"kad_put_p99_us"`
@@ -165,6 +172,8 @@ func compareKV(ctx context.Context, cfg shoalbench.KVConfig, degree int, system 
 		res.ShoalGetP50us, res.ShoalGetP99us, res.ShoalGetOps, res.ShoalGetOpsPerS = s.GetP50us, s.GetP99us, s.GetOps, s.GetOpsPerS
 		res.ShoalCASP50us, res.ShoalCASOps, res.ShoalSetupS = s.CASP50us, s.CASOps, s.SetupS
 		res.BareRTTP50us, res.FsyncP50us = s.BareRTTP50us, s.FsyncP50us
+		res.FsyncPairP50us, res.FsyncLoadedP50us, res.ShoalPutSyncsPerOp = s.FsyncPairP50us, s.FsyncLoadedP50us, s.PutSyncsPerOp
+		res.ShoalLogWrites, res.ShoalPutSchedP90us = s.LogWrites, s.PutSchedP90us
 	}
 	if system != "shoal" {
 		cfg.Progress(fmt.Sprintf("kad-dht: %d hosts", cfg.Nodes))
@@ -424,6 +433,8 @@ func (r *kvComparison) writeText(w io.Writer) error {
 		r.PutSpeedup, goalPutSpeedup, met(r.GoalPutMet), r.GetSpeedup, goalGetSpeedup, met(r.GoalGetMet))
 	fmt.Fprintf(&b, "  same run: bare libp2p round trip p50 %.1f µs, fsync p50 %.1f µs; kad routing tables: min %d, mean %.1f\n",
 		r.BareRTTP50us, r.FsyncP50us, r.KadRTMin, r.KadRTMean)
+	fmt.Fprintf(&b, "  shoal's disk: two fsyncs at once p50 %.1f µs, %d at once %.1f µs; %.2f log writes per Put (%s); Go scheduler p90 in its put phase %.1f µs\n",
+		r.FsyncPairP50us, 2*r.Concurrency, r.FsyncLoadedP50us, r.ShoalPutSyncsPerOp, r.ShoalLogWrites, r.ShoalPutSchedP90us)
 	fmt.Fprintf(&b, "  shoal: %s\n  kad-dht: %s\n", r.ShoalSemantics, r.KadSemantics)
 	_, err := io.WriteString(w, b.String())
 	return err

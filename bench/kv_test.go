@@ -44,3 +44,32 @@ func TestKadShortRun(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 }
+
+// A short Shoal run through compareKV: the Shoal half of the JSON is
+// filled, the disk and scheduler figures included. Nothing is asserted
+// about speed.
+func TestCompareShoalShortRun(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := shoalbench.KVConfig{Nodes: 3, Keys: 20, Value: 50, Concurrency: 2, Warmup: 50 * time.Millisecond, Duration: 200 * time.Millisecond,
+		Dir: t.TempDir(), Progress: func(string) {}}
+	res, err := compareKV(ctx, cfg, 2, "shoal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]float64{
+		"shoal_put_p50_us": res.ShoalPutP50us, "shoal_get_p50_us": res.ShoalGetP50us, "bare_rtt_p50_us": res.BareRTTP50us,
+		"fsync_p50_us": res.FsyncP50us, "fsync_pair_p50_us": res.FsyncPairP50us, "fsync_loaded_p50_us": res.FsyncLoadedP50us,
+		"shoal_put_syncs_per_op": res.ShoalPutSyncsPerOp, "shoal_put_sched_p90_us": res.ShoalPutSchedP90us,
+	} {
+		if v <= 0 {
+			t.Errorf("%s = %v, want > 0", name, v)
+		}
+	}
+	if w := res.ShoalLogWrites; w != "io_uring" && w != "pwrite" && w != "buffered" {
+		t.Errorf("shoal_log_writes = %q", w)
+	}
+	if res.KadPutOps != 0 {
+		t.Errorf("kad ran in a shoal-only comparison: %+v", res)
+	}
+}
