@@ -109,6 +109,16 @@ func (set *arcSet) empty() bool { return len(set.s) == 0 }
 // list returns the spans (for persistence).
 func (set *arcSet) list() []span { return append([]span(nil), set.s...) }
 
+// unionOf returns the spans of all the sets as one set.
+func unionOf(sets ...*arcSet) arcSet {
+	var out arcSet
+	for _, set := range sets {
+		out.s = append(out.s, set.s...)
+	}
+	out.normalize()
+	return out
+}
+
 // addSpans adds spans to the set.
 func (set *arcSet) addSpans(sp []span) {
 	set.s = append(set.s, sp...)

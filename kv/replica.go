@@ -225,9 +225,7 @@ func (r *replica) expireDeparted() {
 	}
 	r.departed = arcSet{}
 	r.departedAt = time.Time{}
-	held := arcSet{s: append(append(r.init.list(), r.restored.list()...), r.prior.list()...)}
-	held.normalize()
-	r.hist.keepOnly(held) // forgetting needs no sync: the next meta write carries it
+	r.hist.keepOnly(r.held()) // forgetting needs no sync: the next meta write carries it
 }
 
 func idSet(m map[id.ID]bool) []string {
@@ -545,8 +543,7 @@ func (r *replica) handleSync(c *service.Call) {
 	}
 	r.layout()
 	r.expireDeparted()
-	both := arcSet{s: append(append(append(r.init.list(), r.restored.list()...), r.departed.list()...), r.prior.list()...)}
-	both.normalize()
+	both := unionOf(&r.init, &r.restored, &r.prior, &r.departed)
 	resp := syncResp{Covered: both.clip(q.Arc), Hist: r.hist.clip(q.Arc)}
 	var keys []string
 	for key, rec := range r.recs {
@@ -926,11 +923,14 @@ func (r *replica) noteSynced(l *layout) {
 	r.k.synced.Store(r.layGen + 1)
 }
 
-// meta is what to persist: the ranges synchronised (now or before the last
-// restart: both are valid sources after the next one) and the ring size.
+// held are the ranges this node holds synchronised copies of: as an
+// acceptor (init), or as a source only (restored, prior). All of them are
+// valid sources after a restart.
+func (r *replica) held() arcSet { return unionOf(&r.init, &r.restored, &r.prior) }
+
+// meta is what to persist: the ranges held and the ring size.
 func (r *replica) meta() Meta {
-	both := arcSet{s: append(append(r.init.list(), r.restored.list()...), r.prior.list()...)}
-	both.normalize()
+	both := r.held()
 	return Meta{Init: both.list(), MaxSeen: r.maxSeen, Hist: r.hist.list()}
 }
 

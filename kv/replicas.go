@@ -218,10 +218,14 @@ func majority(n int) int { return n/2 + 1 }
 func sameCfgSpans(a, b *layout) []span {
 	var out arcSet
 	old := a.pieces()
+	oldKeys := make([]string, len(old))
+	for i, q := range old {
+		oldKeys[i] = cfgKey(cfgIDs(peerIDList(q.replicas)))
+	}
 	for _, p := range b.pieces() {
 		k := cfgKey(cfgIDs(peerIDList(p.replicas)))
-		for _, q := range old {
-			if cfgKey(cfgIDs(peerIDList(q.replicas))) != k {
+		for i, q := range old {
+			if oldKeys[i] != k {
 				continue
 			}
 			both := arcSet{s: p.arc.spans()}
