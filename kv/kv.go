@@ -151,13 +151,20 @@ func New(n *node.Node, cfg Config) (*KV, error) {
 }
 
 // Close stops the store's background work and closes its Store. The node
-// keeps running; close the store before the node.
+// keeps running; close the store before the node. First the store gives
+// back the read leases its replicas granted it (waiting at most half a
+// second for them), so that when the node then leaves the ring the next
+// owners of its keys can take them over at once; from then on it answers
+// no operation.
 func (k *KV) Close() error {
 	select {
 	case <-k.stop:
 		return nil
 	default:
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*releaseTimeout)
+	_ = k.n.CallNode(ctx, k.n.Self(), ServiceName, "leave", struct{}{}, nil, node.WithRetry(service.NoRetry()))
+	cancel()
 	close(k.stop)
 	<-k.done
 	return k.cfg.Store.Close()

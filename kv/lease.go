@@ -28,6 +28,7 @@ import (
 // grant is a lease an acceptor gave.
 type grant struct {
 	holder id.ID
+	inc    uint64 // the holder's incarnation (0: a node of an earlier version)
 	until  time.Time
 }
 
@@ -60,10 +61,11 @@ func leaseStart() leaseClock {
 	return leaseClock{at: time.Now(), boot: b}
 }
 
-// leaseFrom is the lease a round started at s wins.
+// leaseFrom is the lease a round started at s wins: none once this node
+// has given its leases back (release).
 func (r *replica) leaseFrom(s leaseClock) lease {
 	d := r.k.cfg.ReadLease
-	if d <= 0 {
+	if d <= 0 || r.released {
 		return lease{}
 	}
 	d -= d / 10
@@ -77,11 +79,25 @@ func (r *replica) leaseFrom(s leaseClock) lease {
 // grantLease records that this acceptor answered yes to from's round for key.
 // Only the authenticated sender can be granted a lease, and only in its own
 // ballot's name.
-func (r *replica) grantLease(key string, b Ballot, from id.ID) {
+func (r *replica) grantLease(key string, b Ballot, from id.ID, inc uint64) {
 	if r.k.cfg.ReadLease <= 0 || b.Node != from {
 		return
 	}
-	r.grants[key] = grant{holder: from, until: time.Now().Add(r.k.cfg.ReadLease)}
+	r.grants[key] = grant{holder: from, inc: inc, until: time.Now().Add(r.k.cfg.ReadLease)}
+}
+
+// dropGrants forgets the grants this acceptor gave incarnation inc of
+// node from (it is leaving and trusts none of them any more), and says
+// how many there were.
+func (r *replica) dropGrants(from id.ID, inc uint64) int {
+	n := 0
+	for k, g := range r.grants {
+		if g.holder == from && g.inc == inc && inc != 0 {
+			delete(r.grants, k)
+			n++
+		}
+	}
+	return n
 }
 
 // leaseBlocks reports whether a lease stops this acceptor from promising
@@ -113,5 +129,5 @@ func (r *replica) expireGrants() {
 // leased reports whether the leader may answer a read of its key from its
 // state without a round.
 func (r *replica) leased(ld *leader) bool {
-	return len(ld.state.Cfg) > 0 && ld.lease.valid(time.Now())
+	return !r.released && len(ld.state.Cfg) > 0 && ld.lease.valid(time.Now())
 }

@@ -55,6 +55,17 @@ type replica struct {
 
 	grants  map[string]grant // read leases this acceptor gave (lease.go)
 	started time.Time
+	// inc is this incarnation of the store (drawn at start, never 0): it
+	// goes with each accept and confirm, so that grants and releases name
+	// it (lease.go).
+	inc uint64
+	// released: the store is leaving; it has given its leases back and
+	// trusts none again, and answers no operation (handleLeave).
+	released bool
+	// lastRound is when this node last started an accept or confirm round
+	// (each may win it grants): a store that leaves longer than a lease
+	// after it has none to give back.
+	lastRound time.Time
 
 	refused      map[string]opResp // answers to refused conditional writes, by request ID
 	refusedOrder []string          // their IDs, oldest first
@@ -107,7 +118,7 @@ type pendingOp struct {
 
 func newReplica(k *KV) (*replica, error) {
 	r := &replica{k: k, self: k.n.ID(), recs: make(map[string]*Record), leaders: make(map[string]*leader),
-		grants: make(map[string]grant), started: time.Now(), refused: make(map[string]opResp), commitQ: make(map[id.ID]*commitBatch), suspect: make(map[id.ID]time.Time)}
+		grants: make(map[string]grant), started: time.Now(), inc: rand.Uint64() | 1, refused: make(map[string]opResp), commitQ: make(map[id.ID]*commitBatch), suspect: make(map[id.ID]time.Time)}
 	recs, meta, err := k.cfg.Store.Load()
 	if err != nil {
 		return nil, err
@@ -150,7 +161,9 @@ func (r *replica) service() *service.Service {
 		Method("commit", r.handleCommit).
 		Method("commits", r.handleCommits).
 		Method("sync", r.handleSync).
-		Method("tick", r.handleTick)
+		Method("tick", r.handleTick).
+		Method("leave", r.handleLeave).
+		Method("release", r.handleRelease)
 }
 
 // layout refreshes the view of the ring when the leaf set changed, and
@@ -329,6 +342,9 @@ type ballotReq struct {
 	// a few milliseconds to share a sync (it still answers only once the
 	// write is durable).
 	Lazy bool `json:"lazy,omitempty"`
+	// Inc (accept and confirm) is the leader's incarnation, which the read
+	// lease an acceptor grants with its yes is recorded under (lease.go).
+	Inc uint64 `json:"inc,omitempty"`
 }
 
 type ballotResp struct {
@@ -428,7 +444,7 @@ func (r *replica) acceptHere(q ballotReq, from id.ID) (ballotResp, func() error)
 	if q.Ballot.Less(rec.Promised) {
 		return ballotResp{Eligible: true, Promised: rec.Promised}, nil
 	}
-	r.grantLease(q.Key, q.Ballot, from)
+	r.grantLease(q.Key, q.Ballot, from, q.Inc)
 	if !newer(q.Ballot, q.State.Version, rec.Accepted, rec.State.Version) && !(q.Ballot == rec.Accepted && q.State.Version == rec.State.Version) {
 		// A duplicate of an older accept from this leader: we already hold
 		// something at least as new.
@@ -458,7 +474,7 @@ func (r *replica) confirmHere(q ballotReq, from id.ID) ballotResp {
 	rec := r.record(q.Key)
 	ok := !q.Ballot.Less(rec.Promised)
 	if ok {
-		r.grantLease(q.Key, q.Ballot, from)
+		r.grantLease(q.Key, q.Ballot, from, q.Inc)
 	}
 	return ballotResp{Eligible: r.eligible(q.Key), OK: ok, Promised: rec.Promised}
 }
@@ -1002,6 +1018,10 @@ func (r *replica) handleOp(c *service.Call) {
 		c.Fail(&service.Error{Code: service.CodeTooLarge, Message: fmt.Sprintf("value of %d bytes exceeds the limit of %d", len(q.Value), r.k.cfg.MaxValue)})
 		return
 	}
+	if r.released {
+		c.Fail(service.Unavailable(50*time.Millisecond, "this node is leaving the ring; its keys move to their next owners"))
+		return
+	}
 	kid := KeyID(q.Key)
 	l := r.layout()
 	rs, ok := l.replicaSet(kid)
@@ -1031,6 +1051,13 @@ func (r *replica) handleOp(c *service.Call) {
 // advance starts the next step for a key whose leader is idle.
 func (r *replica) advance(c *service.Call, ld *leader) {
 	if ld.busy || len(ld.queue) == 0 {
+		return
+	}
+	if r.released {
+		for _, op := range ld.queue {
+			op.c.Fail(service.Unavailable(50*time.Millisecond, "this node is leaving the ring; its keys move to their next owners"))
+		}
+		ld.queue = nil
 		return
 	}
 	kid := KeyID(ld.key)
@@ -1101,6 +1128,109 @@ func (r *replica) advance(c *service.Call, ld *leader) {
 	}
 	next := ld.state.next(q.Req, q.Value, q.Op == "del")
 	r.accept(c, ld, rs, next, func() { op.c.Reply(opResp{Exists: !next.Deleted, Version: next.Version}) })
+}
+
+// ---- leaving ---------------------------------------------------------------
+
+// releaseTimeout bounds how long a leaving store waits for its replicas to
+// drop its leases.
+const releaseTimeout = 500 * time.Millisecond
+
+type releaseReq struct {
+	Inc uint64 `json:"inc"` // the incarnation whose grants to drop
+}
+
+type releaseResp struct {
+	Dropped int `json:"dropped"` // grants dropped
+}
+
+// handleLeave gives this node's read leases back before it leaves the ring
+// (KV.Close; for the node itself only): from now on it trusts no lease and
+// answers no operation (the one a key's leader has in flight finishes),
+// and it asks the replicas it may have had rounds with to drop the grants
+// they gave it, so that the next owners need not wait them out (lease.go).
+// It answers once they did, or after releaseTimeout.
+func (r *replica) handleLeave(c *service.Call) {
+	if c.From().ID != r.self {
+		c.Fail(&service.Error{Code: service.CodeBadRequest, Message: "only the node itself can make its store leave"})
+		return
+	}
+	if r.released {
+		c.Reply(struct{}{})
+		return
+	}
+	r.released = true
+	for _, ld := range r.leaders {
+		ld.lease = lease{}
+		r.advance(c, ld) // refuses what is queued behind an idle leader
+	}
+	if r.k.cfg.ReadLease <= 0 || r.lastRound.IsZero() || time.Since(r.lastRound) > r.k.cfg.ReadLease+r.k.cfg.RoundTimeout {
+		c.Reply(struct{}{}) // every grant it won has run out (a round's answers come within RoundTimeout)
+		return
+	}
+	targets := r.releaseTargets()
+	req := releaseReq{Inc: r.inc}
+	c.Go(func(context.Context) (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+		defer cancel()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		dropped, reached := 0, 0
+		for _, p := range targets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var resp releaseResp
+				if err := r.k.n.CallNode(ctx, p, ServiceName, "release", req, &resp, node.WithRetry(service.NoRetry())); err != nil {
+					return // an older node, or gone: its grants run out
+				}
+				mu.Lock()
+				dropped += resp.Dropped
+				reached++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		return [2]int{reached, dropped}, nil
+	}, func(v any, _ error) {
+		n := v.([2]int)
+		r.k.log.Debug("gave read leases back before leaving", "replicas", len(targets), "reached", n[0], "grants", n[1])
+		c.Reply(struct{}{})
+	})
+}
+
+// releaseTargets is every node that may hold a lease grant from this one:
+// the neighbours replica sets are drawn from, and the members of each
+// led key's configuration and the one before it.
+func (r *replica) releaseTargets() []transport.Peer {
+	seen := map[id.ID]bool{r.self: true}
+	var out []transport.Peer
+	add := func(ps []transport.Peer) {
+		for _, p := range ps {
+			if !seen[p.ID] {
+				seen[p.ID] = true
+				out = append(out, p)
+			}
+		}
+	}
+	l := r.layout()
+	add(l.nodes)
+	for _, ld := range r.leaders {
+		add(ld.state.Cfg)
+		add(ld.state.prevCfg())
+	}
+	return r.addrBook()(out)
+}
+
+// handleRelease drops the grants this acceptor gave the incarnation of the
+// sender named in the request (it is leaving).
+func (r *replica) handleRelease(c *service.Call) {
+	var q releaseReq
+	if err := c.Decode(&q); err != nil {
+		c.Fail(err)
+		return
+	}
+	c.Reply(releaseResp{Dropped: r.dropGrants(r.sender(c), q.Inc)})
 }
 
 // maxRefused bounds the refused-requests memory.
@@ -1375,10 +1505,11 @@ func (r *replica) accept(c *service.Call, ld *leader, rs []transport.Peer, st St
 	enough := func(vs []vote) bool {
 		return okFrom(vs, rs) >= needNew && (len(old) == 0 || okFrom(vs, old) >= majority(len(old)))
 	}
-	req := ballotReq{Key: ld.key, Ballot: b, State: st}
+	req := ballotReq{Key: ld.key, Ballot: b, State: st, Inc: r.inc}
 	targets, local := r.here(r.addrBook()(union(rs, old)), func() (ballotResp, func() error) { return r.acceptHere(req, r.self) })
 	lazy := r.lazyTargets(ld.key, targets, local != nil, rs, old)
 	start := leaseStart()
+	r.lastRound = start.at
 	c.Go(func(context.Context) (any, error) {
 		return r.roundLazy("accept", targets, lazy, req, enough, local), nil
 	}, func(v any, _ error) {
@@ -1493,9 +1624,10 @@ func (r *replica) confirm(c *service.Call, ld *leader, rs []transport.Peer, ok f
 		need := r.quorum(rs)
 		enough = func(vs []vote) bool { return eligibleOK(vs) >= need }
 	}
-	req := ballotReq{Key: ld.key, Ballot: b}
+	req := ballotReq{Key: ld.key, Ballot: b, Inc: r.inc}
 	targets, local := r.here(targets, func() (ballotResp, func() error) { return r.confirmHere(req, r.self), nil })
 	start := leaseStart()
+	r.lastRound = start.at
 	c.Go(func(context.Context) (any, error) {
 		return r.round("confirm", targets, req, enough, local), nil
 	}, func(v any, _ error) {
