@@ -1019,7 +1019,7 @@ func (r *replica) handleOp(c *service.Call) {
 		return
 	}
 	if r.released {
-		c.Fail(service.Unavailable(50*time.Millisecond, "this node is leaving the ring; its keys move to their next owners"))
+		c.Fail(errLeaving())
 		return
 	}
 	kid := KeyID(q.Key)
@@ -1055,7 +1055,7 @@ func (r *replica) advance(c *service.Call, ld *leader) {
 	}
 	if r.released {
 		for _, op := range ld.queue {
-			op.c.Fail(service.Unavailable(50*time.Millisecond, "this node is leaving the ring; its keys move to their next owners"))
+			op.c.Fail(errLeaving())
 		}
 		ld.queue = nil
 		return
@@ -1135,6 +1135,11 @@ func (r *replica) advance(c *service.Call, ld *leader) {
 // releaseTimeout bounds how long a leaving store waits for its replicas to
 // drop its leases.
 const releaseTimeout = 500 * time.Millisecond
+
+// errLeaving answers operations that reach a store that is leaving.
+func errLeaving() *service.Error {
+	return service.Unavailable(50*time.Millisecond, "this node is leaving the ring; its keys move to their next owners")
+}
 
 type releaseReq struct {
 	Inc uint64 `json:"inc"` // the incarnation whose grants to drop
