@@ -9,6 +9,7 @@ import (
 	"github.com/shoal-p2p/shoal/id"
 	"github.com/shoal-p2p/shoal/node"
 	"github.com/shoal-p2p/shoal/service"
+	"github.com/shoal-p2p/shoal/transport"
 )
 
 // TestReadLease: after a write, the key's replicas refuse to promise any
@@ -21,24 +22,8 @@ func TestReadLease(t *testing.T) {
 		defer c.close()
 		ctx, cancel := ctxT(30 * time.Second)
 		defer cancel()
-		if _, err := c.any().kv.Put(ctx, key, []byte("v1")); err != nil {
-			t.Fatalf("seed %d: put: %v", seed, err)
-		}
-		owner := c.owner(key)
-		p, err := owner.kv.Placement(ctx, key)
-		if err != nil || len(p.Replicas) != 3 || p.Replicas[0].ID != owner.id {
-			t.Fatalf("seed %d: placement %+v: %v", seed, p, err)
-		}
-		a, b := p.Replicas[1], p.Replicas[2]
-		prepare := func() ballotResp {
-			var resp ballotResp
-			req := ballotReq{Key: key, Ballot: Ballot{Round: 1 << 40, Node: a.ID}}
-			if err := c.members[a.ID].n.CallNode(ctx, b, ServiceName, "prepare", req, &resp, node.WithRetry(service.NoRetry())); err != nil {
-				t.Fatalf("seed %d: prepare: %v", seed, err)
-			}
-			return resp
-		}
-		if prepare().OK {
+		owner, _, prepare := leasedKey(ctx, t, c, seed, key)
+		if prepare() {
 			t.Fatalf("seed %d: a replica promised another node while the owner held a read lease", seed)
 		}
 
@@ -63,8 +48,34 @@ func TestReadLease(t *testing.T) {
 			t.Fatalf("seed %d: the owner, cut off, answered %+v after its lease ran out", seed, it)
 		}
 		c.net.Heal()
-		if !prepare().OK {
+		if !prepare() {
 			t.Fatalf("seed %d: a replica still refused to promise after the lease ran out", seed)
 		}
 	})
+}
+
+// leasedKey writes key, so that its owner holds a read lease, and returns
+// the owner, its two other replicas a and b, and a prepare for the key that
+// a sends b (each with a higher ballot): it reports whether b promised.
+func leasedKey(ctx context.Context, t *testing.T, c *cluster, seed int64, key string) (*member, [2]transport.Peer, func() bool) {
+	t.Helper()
+	if _, err := c.any().kv.Put(ctx, key, []byte("v1")); err != nil {
+		t.Fatalf("seed %d: put: %v", seed, err)
+	}
+	owner := c.owner(key)
+	p, err := owner.kv.Placement(ctx, key)
+	if err != nil || len(p.Replicas) != 3 || p.Replicas[0].ID != owner.id {
+		t.Fatalf("seed %d: placement %+v: %v", seed, p, err)
+	}
+	a, b := p.Replicas[1], p.Replicas[2]
+	round := uint64(1 << 40)
+	return owner, [2]transport.Peer{a, b}, func() bool {
+		round++
+		var resp ballotResp
+		req := ballotReq{Key: key, Ballot: Ballot{Round: round, Node: a.ID}}
+		if err := c.members[a.ID].n.CallNode(ctx, b, ServiceName, "prepare", req, &resp, node.WithRetry(service.NoRetry())); err != nil {
+			t.Fatalf("seed %d: prepare: %v", seed, err)
+		}
+		return resp.OK
+	}
 }

@@ -22,25 +22,8 @@ func TestGracefulLeaveReleasesLeases(t *testing.T) {
 		defer c.close()
 		ctx, cancel := ctxT(30 * time.Second)
 		defer cancel()
-		if _, err := c.any().kv.Put(ctx, key, []byte("v1")); err != nil {
-			t.Fatalf("seed %d: put: %v", seed, err)
-		}
-		owner := c.owner(key)
-		p, err := owner.kv.Placement(ctx, key)
-		if err != nil || len(p.Replicas) != 3 || p.Replicas[0].ID != owner.id {
-			t.Fatalf("seed %d: placement %+v: %v", seed, p, err)
-		}
-		a, b := p.Replicas[1], p.Replicas[2]
-		round := uint64(1 << 40)
-		prepare := func() bool { // a asks b to promise it a ballot for the key
-			round++
-			var resp ballotResp
-			req := ballotReq{Key: key, Ballot: Ballot{Round: round, Node: a.ID}}
-			if err := c.members[a.ID].n.CallNode(ctx, b, ServiceName, "prepare", req, &resp, node.WithRetry(service.NoRetry())); err != nil {
-				t.Fatalf("seed %d: prepare: %v", seed, err)
-			}
-			return resp.OK
-		}
+		owner, reps, prepare := leasedKey(ctx, t, c, seed, key)
+		a, b := reps[0], reps[1]
 		// A read through the owner renews its lease.
 		if _, err := owner.kv.Get(ctx, key); err != nil {
 			t.Fatalf("seed %d: get: %v", seed, err)
@@ -62,7 +45,7 @@ func TestGracefulLeaveReleasesLeases(t *testing.T) {
 			t.Fatalf("seed %d: the owner's store closed, and a replica still refuses to promise another node: its lease was not given back", seed)
 		}
 		var op opResp
-		err = c.members[a.ID].n.CallNode(ctx, owner.n.Self(), ServiceName, "op", opReq{Op: "get", Key: key}, &op, node.WithRetry(service.NoRetry()))
+		err := c.members[a.ID].n.CallNode(ctx, owner.n.Self(), ServiceName, "op", opReq{Op: "get", Key: key}, &op, node.WithRetry(service.NoRetry()))
 		var se *service.Error
 		if !errors.As(err, &se) || se.Code != service.CodeUnavailable {
 			t.Fatalf("seed %d: the owner, after giving its leases back, answered a read: %+v, %v", seed, op, err)
