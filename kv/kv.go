@@ -170,19 +170,36 @@ func (k *KV) Close() error {
 	return k.cfg.Store.Close()
 }
 
-// ticker asks the service loop to run its periodic work.
+// viewPoll is how often the ticker looks for a change of the leaf set.
+const viewPoll = 50 * time.Millisecond
+
+// ticker asks the service loop to run its periodic work: every tenth of
+// SyncInterval, and as soon as the leaf set changes (seen within viewPoll),
+// so that a node that has become a replica of a range, or whose replica
+// set changed, starts copying it at once instead of at the next tick.
 func (k *KV) ticker() {
 	defer close(k.done)
 	t := time.NewTicker(k.cfg.SyncInterval / 10)
 	defer t.Stop()
+	watch := time.NewTicker(viewPoll)
+	defer watch.Stop()
+	gen := k.n.View().Gen
+	tick := func() {
+		gen = k.n.View().Gen
+		ctx, cancel := context.WithTimeout(context.Background(), k.cfg.SyncInterval)
+		_ = k.n.CallNode(ctx, k.n.Self(), ServiceName, "tick", struct{}{}, nil, node.WithRetry(service.NoRetry()))
+		cancel()
+	}
 	for {
 		select {
 		case <-k.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), k.cfg.SyncInterval)
-			_ = k.n.CallNode(ctx, k.n.Self(), ServiceName, "tick", struct{}{}, nil, node.WithRetry(service.NoRetry()))
-			cancel()
+			tick()
+		case <-watch.C:
+			if k.n.View().Gen != gen {
+				tick()
+			}
 		}
 	}
 }
