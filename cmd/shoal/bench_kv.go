@@ -23,7 +23,7 @@ func runBenchKV(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&cfg.Keys, "keys", d.Keys, "keys written before measuring; each operation picks one at random")
 	fs.IntVar(&cfg.Value, "value", d.Value, "value size in bytes (also the bare round trip's payload)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", d.Concurrency, "concurrent callers, each from a random node per operation")
-	fs.DurationVar(&cfg.Duration, "duration", d.Duration, "measured window of each phase (fsync, fsync pair, fsync loaded, bare, get, put, cas)")
+	fs.DurationVar(&cfg.Duration, "duration", d.Duration, "measured window of each phase (fsync, fsync pair, fsync loaded, bare, bare with 1 caller, get, put, cas)")
 	fs.DurationVar(&cfg.Warmup, "warmup", d.Warmup, "unmeasured warm-up before each phase's window")
 	fs.StringVar(&cfg.Dir, "dir", "", "where to make the nodes' temporary data directories: the disk to measure (default $TMPDIR or /tmp); on tmpfs (/dev/shm) the figures are the stack without a disk, and the put and cas goals are not judged")
 	verbose := fs.Bool("verbose", false, "log the nodes' kv debug messages to stderr")

@@ -33,7 +33,7 @@ func TestKVShortRun(t *testing.T) {
 		"get_ops": float64(res.GetOps), "get_ops_per_s": res.GetOpsPerS, "get_p50_us": res.GetP50us,
 		"put_ops": float64(res.PutOps), "put_ops_per_s": res.PutOpsPerS, "put_p50_us": res.PutP50us,
 		"cas_ops": float64(res.CASOps), "cas_p50_us": res.CASP50us,
-		"bare_ops": float64(res.BareOps), "bare_rtt_p50_us": res.BareRTTP50us,
+		"bare_ops": float64(res.BareOps), "bare_rtt_p50_us": res.BareRTTP50us, "bare_rtt_1caller_p50_us": res.BareRTT1P50us,
 		"fsync_ops": float64(res.FsyncOps), "fsync_p50_us": res.FsyncP50us,
 		"fsync_pair_p50_us": res.FsyncPairP50us, "fsync_loaded_p50_us": res.FsyncLoadedP50us,
 		"disk_syncs_per_s": res.DiskSyncsPerS, "put_syncs_per_op": res.PutSyncsPerOp,
