@@ -216,3 +216,18 @@ func (u *uring) close() {
 	}
 	syscall.Close(u.fd)
 }
+
+// inMemoryFS reports whether dir is on tmpfs or ramfs. A direct write there
+// is a copy in memory that never waits for a device, so pwrite holds a P
+// only for that copy, while through io_uring the kernel hands the write to
+// a worker thread and the completion wakes the writer through the poller:
+// with one caller, a Put on a ring whose logs were on tmpfs took 520–560 µs
+// that way against 320–330 µs with pwrite (shoal bench kv --dir /dev/shm
+// --concurrency 1, interleaved). On a disk the two measured the same.
+func inMemoryFS(dir string) bool {
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil {
+		return false
+	}
+	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
+}

@@ -500,8 +500,8 @@ func TestLogStoreDirectWrites(t *testing.T) {
 			if want := canDirect && !buffered; s.direct != want {
 				t.Fatalf("direct = %v, want %v (O_DIRECT possible here: %v)", s.direct, want, canDirect)
 			}
-			if want := s.direct && !m.pwrite && ringErr == nil; (s.ring != nil) != want {
-				t.Fatalf("writing through io_uring = %v, want %v (io_uring here: %v)", s.ring != nil, want, ringErr)
+			if want := s.direct && !m.pwrite && ringErr == nil && !inMemoryFS(dir); (s.ring != nil) != want {
+				t.Fatalf("writing through io_uring = %v, want %v (io_uring here: %v; in memory: %v)", s.ring != nil, want, ringErr, inMemoryFS(dir))
 			}
 			wantWrites := "pwrite"
 			switch {
@@ -578,6 +578,38 @@ func TestLogStoreNoIOURingEnv(t *testing.T) {
 	s := openLogT(t, dir, LogConfig{})
 	if s.ring != nil {
 		t.Fatalf("%s is set and the log writes through io_uring", NoIOURingEnv)
+	}
+	r := testRecord("k", 1, "v")
+	if err := s.Put(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openLogT(t, dir, LogConfig{})
+	if got, _ := loadMap(t, s); !sameRecord(got["k"], r) {
+		t.Fatalf("after reopen: %+v, want %+v", got["k"], r)
+	}
+}
+
+// TestLogStoreInMemoryPWrite: a log on tmpfs (where O_DIRECT is allowed
+// on recent kernels) writes with pwrite, not through io_uring, and keeps
+// its records.
+func TestLogStoreInMemoryPWrite(t *testing.T) {
+	if !inMemoryFS("/dev/shm") {
+		t.Skip("no tmpfs at /dev/shm on this machine")
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "shoal-kv-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s := openLogT(t, dir, LogConfig{})
+	if s.ring != nil {
+		t.Fatalf("a log on tmpfs writes through io_uring (Stats().Writes = %q)", s.Stats().Writes)
+	}
+	if w := s.Stats().Writes; s.direct && w != "pwrite" {
+		t.Fatalf("Stats().Writes = %q on tmpfs with direct writes, want pwrite", w)
 	}
 	r := testRecord("k", 1, "v")
 	if err := s.Put(r); err != nil {
