@@ -221,9 +221,10 @@ func (u *uring) close() {
 // is a copy in memory that never waits for a device, so pwrite holds a P
 // only for that copy, while through io_uring the kernel hands the write to
 // a worker thread and the completion wakes the writer through the poller:
-// with one caller, a Put on a ring whose logs were on tmpfs took 520–560 µs
-// that way against 320–330 µs with pwrite (shoal bench kv --dir /dev/shm
-// --concurrency 1, interleaved). On a disk the two measured the same.
+// with one caller, a Put on a ring whose logs were on tmpfs took 520–690 µs
+// that way against 320–450 µs with pwrite (shoal bench kv --dir /dev/shm
+// --concurrency 1, interleaved). On a disk the write waits for the device,
+// and freeing the P meanwhile is what the ring is for.
 func inMemoryFS(dir string) bool {
 	var st unix.Statfs_t
 	if unix.Statfs(dir, &st) != nil {

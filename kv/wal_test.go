@@ -579,17 +579,7 @@ func TestLogStoreNoIOURingEnv(t *testing.T) {
 	if s.ring != nil {
 		t.Fatalf("%s is set and the log writes through io_uring", NoIOURingEnv)
 	}
-	r := testRecord("k", 1, "v")
-	if err := s.Put(r); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openLogT(t, dir, LogConfig{})
-	if got, _ := loadMap(t, s); !sameRecord(got["k"], r) {
-		t.Fatalf("after reopen: %+v, want %+v", got["k"], r)
-	}
+	putCloseReopen(t, s, dir)
 }
 
 // TestLogStoreInMemoryPWrite: a log on tmpfs (where O_DIRECT is allowed
@@ -611,6 +601,13 @@ func TestLogStoreInMemoryPWrite(t *testing.T) {
 	if w := s.Stats().Writes; s.direct && w != "pwrite" {
 		t.Fatalf("Stats().Writes = %q on tmpfs with direct writes, want pwrite", w)
 	}
+	putCloseReopen(t, s, dir)
+}
+
+// putCloseReopen puts one record through s, closes it, and checks that the
+// log reopened from dir has it.
+func putCloseReopen(t *testing.T, s *LogStore, dir string) {
+	t.Helper()
 	r := testRecord("k", 1, "v")
 	if err := s.Put(r); err != nil {
 		t.Fatal(err)
