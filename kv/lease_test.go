@@ -107,7 +107,7 @@ func TestGracefulLeaveReleasesLeases(t *testing.T) {
 		}
 		took := time.Since(left) // virtual time: the same in every run of this seed
 		t.Logf("seed %d: the first write after the owner left was acknowledged %v later", seed, took)
-		if lease := DefaultConfig().ReadLease; took >= lease {
+		if lease := owner.kv.cfg.ReadLease; took >= lease {
 			t.Fatalf("seed %d: the first write after the owner left took %v, no less than a read lease (%v): the new owner waited the lease out", seed, took, lease)
 		}
 		it, err := other.kv.Get(ctx, key)

@@ -292,17 +292,16 @@ func (s *LogStore) startLog(gen uint64) error {
 // with pwrite if the ring is refused or its write fails: a kernel whose
 // io_uring lacks the write operation, say, then never gets another.
 func (s *LogStore) probeDirect(f *os.File) error {
-	if s.ring == nil && !s.cfg.PWrite && !s.noRing && inMemoryFS(s.dir) {
-		s.noRing = true
-		s.log.Debug("log writes use pwrite: the log is in memory (tmpfs), where a write does not wait for a device", "dir", s.dir)
-	}
 	if s.ring == nil && !s.cfg.PWrite && !s.noRing {
-		ring, err := newURing()
-		if err != nil {
+		if inMemoryFS(s.dir) {
+			s.noRing = true
+			s.log.Debug("log writes use pwrite: the log is in memory (tmpfs), where a write does not wait for a device", "dir", s.dir)
+		} else if ring, err := newURing(); err != nil {
 			s.noRing = true
 			s.log.Info("log writes use pwrite: io_uring is not available", "dir", s.dir, "err", err)
+		} else {
+			s.ring = ring
 		}
-		s.ring = ring
 	}
 	if s.ring != nil {
 		err := s.ring.pwrite(f, s.scratchZero(blockSize), 0)
