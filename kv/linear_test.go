@@ -19,6 +19,7 @@ import (
 
 var linSeeds = flag.Int("kv.seeds", 6, "number of seeds for the linearizability tests")
 var linSeed = flag.Int64("kv.seed", 0, "run only this seed")
+var linSeedFrom = flag.Int64("kv.seedfrom", 0, "offset added to each test's first seed, to sweep seeds earlier runs did not cover")
 
 // runOp performs one operation and classifies its outcome.
 func runOp(ctx context.Context, k *KV, in kvcheck.Input) (kvcheck.Output, bool) {
@@ -210,7 +211,7 @@ func seedsFor(t *testing.T, base int64) []int64 {
 	}
 	var out []int64
 	for i := 0; i < *linSeeds; i++ {
-		out = append(out, base+int64(i))
+		out = append(out, base+*linSeedFrom+int64(i))
 	}
 	return out
 }
