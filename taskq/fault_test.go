@@ -5,7 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math/rand"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -25,6 +27,16 @@ var (
 	queuesFlag = flag.Int("taskq.queues", 1, "TestFaults with -taskq.tasks: number of queues")
 	settleFlag = flag.Duration("taskq.settle", 10*time.Minute, "fault tests: how long (ring time) every task may take to complete after the faults end")
 )
+
+var traceLog = func() *slog.Logger {
+	if p := os.Getenv("TASKQ_TRACE"); p != "" {
+		f, err := os.Create(p)
+		if err == nil {
+			return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		}
+	}
+	return nil
+}()
 
 // faultRun is one run of the queue under faults.
 type faultRun struct {
@@ -127,9 +139,10 @@ func faultBody(t *testing.T, fr faultRun) faultStats {
 		t.Fatalf("seed %d: %s (replay with -taskq.seed=%d)", fr.seed, fmt.Sprintf(format, a...), fr.seed)
 	}
 
-	execs := map[string]int{}       // raw handler executions per task
-	live := map[id.ID]*Queues{}     // the current incarnation's queues per member
-	handlerErrs := map[string]int{} // effect write errors, by kind
+	execs := map[string]int{}        // raw handler executions per task
+	effects := map[string][]string{} // each execution's effect write, for a failure report
+	live := map[id.ID]*Queues{}      // the current incarnation's queues per member
+	handlerErrs := map[string]int{}  // effect write errors, by kind
 	qcfg := QueueConfig{Visibility: 3 * time.Second, MaxAttempts: MaxMaxAttempts, Backoff: 200 * time.Millisecond, MaxBackoff: 2 * time.Second}
 
 	attach := func(m *testring.Member) (any, func()) {
@@ -143,7 +156,10 @@ func faultBody(t *testing.T, fr faultRun) faultStats {
 			mu.Lock()
 			execs[tk.ID]++
 			mu.Unlock()
-			_, err := store.Put(ctx, "effect/"+tk.ID, []byte(tk.ID), kv.IfAbsent())
+			ver, err := store.Put(ctx, "effect/"+tk.ID, []byte(tk.ID), kv.IfAbsent())
+			mu.Lock()
+			effects[tk.ID] = append(effects[tk.ID], fmt.Sprintf("%v on %s attempt %d: version %d, err %v", time.Since(start).Round(time.Millisecond), m.ID.Short(), tk.Attempt, ver, err))
+			mu.Unlock()
 			if err == nil || errors.Is(err, kv.ErrVersionMismatch) {
 				return nil // applied now, or already
 			}
@@ -172,7 +188,7 @@ func faultBody(t *testing.T, fr faultRun) faultStats {
 		// The store's anti-entropy copies whole ranges every SyncInterval;
 		// with 20,000 keys the test ring's 2s made it most of the run's CPU.
 		// 10s is the production default.
-		KV: func(k *kv.Config) { k.SyncInterval = 10 * time.Second },
+		KV: func(k *kv.Config) { k.SyncInterval = 10 * time.Second; k.Logger = traceLog },
 	})
 	defer c.Close()
 
@@ -416,6 +432,11 @@ func faultBody(t *testing.T, fr faultRun) faultStats {
 			for i := w; i < len(ids); i += 8 {
 				x := ids[i]
 				if err := checkTask(pick(), want[x], x); err != nil {
+					// What each replica holds of the task and its effect.
+					mu.Lock()
+					eff := strings.Join(effects[x], "\n  ")
+					mu.Unlock()
+					err = fmt.Errorf("%w\neffect writes:\n  %s\n%s%s", err, eff, c.Records(taskKey(want[x], x)), c.Records("effect/"+x))
 					cmu.Lock()
 					cerr = errors.Join(cerr, err)
 					cmu.Unlock()

@@ -11,8 +11,11 @@ package testring
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"math/rand"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,4 +238,42 @@ func (c *Cluster) Close() {
 		m.KV.Close()
 		m.Node.Close()
 	}
+}
+
+// Records describes, for a failure report, what every member's store holds
+// for key (its acceptor record: promised and accepted ballots, version,
+// configuration) and the member's persisted metadata (synchronised spans,
+// past replica sets), read from the stores directly, down members too.
+func (c *Cluster) Records(key string) string {
+	var b strings.Builder
+	kid := kv.KeyID(key)
+	fmt.Fprintf(&b, "records of %q (ID %s):\n", key, kid.Short())
+	for _, m := range c.All() {
+		recs, meta, _ := m.Store.Load()
+		state := "up"
+		if m.Down {
+			state = "down"
+		}
+		fmt.Fprintf(&b, "  %s (%s): ", m.ID.Short(), state)
+		found := false
+		for _, r := range recs {
+			if r.Key != key {
+				continue
+			}
+			found = true
+			cfg := make([]string, len(r.State.Cfg))
+			for i, p := range r.State.Cfg {
+				cfg[i] = p.ID.Short()
+			}
+			fmt.Fprintf(&b, "promised %d/%s accepted %d/%s version %d deleted %v committed %v cfg %v prev-same %v",
+				r.Promised.Round, r.Promised.Node.Short(), r.Accepted.Round, r.Accepted.Node.Short(),
+				r.State.Version, r.State.Deleted, r.Committed, cfg, r.State.PrevSame)
+		}
+		if !found {
+			b.WriteString("no record")
+		}
+		mj, _ := json.Marshal(meta)
+		fmt.Fprintf(&b, "\n    meta %s\n", mj)
+	}
+	return b.String()
 }
