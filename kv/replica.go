@@ -563,7 +563,9 @@ func (r *replica) handleSync(c *service.Call) {
 	resp := syncResp{Covered: both.clip(q.Arc), Hist: r.hist.clip(q.Arc)}
 	var keys []string
 	for key, rec := range r.recs {
-		if rec.Accepted.IsZero() || (q.Paged && key <= q.After) {
+		// Records that hold only a promise go too: a new replica inherits
+		// the promises of the replicas it copies (merge).
+		if (rec.Accepted.IsZero() && rec.Promised.IsZero()) || (q.Paged && key <= q.After) {
 			continue
 		}
 		if q.Arc.contains(KeyID(key)) {
@@ -595,13 +597,27 @@ func (r *replica) handleSync(c *service.Call) {
 // merge adopts a peer's accepted state when it is newer than ours. Adopting
 // a state some acceptor really accepted is safe in Paxos: a state newer
 // than a committed one carries it forward, an older one is dominated.
+//
+// It also adopts the peer's promise when it is higher than ours. A node new
+// to a range takes the place of a replica that may have promised a ballot
+// its sources promised too; without their promise, its first round could
+// run under a lower ballot than one a majority of the old replica set
+// promised, and a state accepted under that higher ballot (by the old
+// owner's own acceptor, just before it crashed) would later pass for newer
+// than everything the new owner wrote. Promising more only makes this
+// acceptor refuse more, which is always safe.
 func (r *replica) merge(in Record) (Record, bool) {
 	rec := r.record(in.Key)
+	promised := false
+	if rec.Promised.Less(in.Promised) {
+		rec.Promised = in.Promised
+		promised = true
+	}
 	if !newer(in.Accepted, in.State.Version, rec.Accepted, rec.State.Version) {
 		if in.Accepted == rec.Accepted && in.State.Version == rec.State.Version && in.Committed && !rec.Committed {
 			rec.Committed = true
 		}
-		return *rec, false
+		return *rec, promised
 	}
 	if rec.Promised.Less(in.Accepted) {
 		rec.Promised = in.Accepted
