@@ -76,7 +76,7 @@ func TestPromiseSurvivesHandover(t *testing.T) {
 		}
 
 		// The next owner takes the range over; a write is acknowledged.
-		waitSynchronised(t, c, seed)
+		c.waitSynchronised("after the crash", time.Minute)
 		var ver uint64
 		for try := 0; ; try++ {
 			ver, err = next.kv.Put(ctx, key, []byte("acknowledged"))
@@ -91,7 +91,7 @@ func TestPromiseSurvivesHandover(t *testing.T) {
 
 		// The old owner comes back; anti-entropy runs; the write is there.
 		c.restart(own)
-		waitSynchronised(t, c, seed)
+		c.waitSynchronised("after the restart", time.Minute)
 		time.Sleep(3 * kvConfig(nil, false).SyncInterval)
 		for _, m := range c.live() {
 			it, err := m.kv.Get(ctx, key)
@@ -101,21 +101,4 @@ func TestPromiseSurvivesHandover(t *testing.T) {
 			}
 		}
 	})
-}
-
-// waitSynchronised waits (virtual time) until every live member reports
-// its ranges synchronised.
-func waitSynchronised(t *testing.T, c *cluster, seed int64) {
-	t.Helper()
-	for range 600 {
-		all := true
-		for _, m := range c.live() {
-			all = all && m.kv.Synchronised()
-		}
-		if all {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("seed %d: the ring did not synchronise within 60 s", seed)
 }

@@ -164,6 +164,27 @@ func (c *cluster) owner(key string) *member {
 	return live[id.Closest(KeyID(key), ids)]
 }
 
+// waitSynchronised waits (virtual time, polling every 100 ms) until every
+// live member reports its ranges synchronised, and fails the test with
+// each member's status if that takes longer than within.
+func (c *cluster) waitSynchronised(what string, within time.Duration) {
+	c.t.Helper()
+	for range within / (100 * time.Millisecond) {
+		all := true
+		for _, m := range c.live() {
+			all = all && m.kv.Synchronised()
+		}
+		if all {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, m := range c.live() {
+		c.t.Logf("node %s: synchronised %v", m.id.Short(), m.kv.Synchronised())
+	}
+	c.t.Fatalf("seed %d: %s: not every node synchronised within %v", c.seed, what, within)
+}
+
 func ctxT(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }

@@ -18,24 +18,7 @@ func TestSynchronised(t *testing.T) {
 		const seed = 7
 		c := newCluster(t, seed, 5)
 		defer c.close()
-		waitAll := func(what string) {
-			t.Helper()
-			for range 200 { // 20 s of ring time
-				all := true
-				for _, m := range c.live() {
-					all = all && m.kv.Synchronised()
-				}
-				if all {
-					return
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			for _, m := range c.live() {
-				t.Logf("node %s: synchronised %v", m.id.Short(), m.kv.Synchronised())
-			}
-			t.Fatalf("seed %d: %s: not every node synchronised within 20s", seed, what)
-		}
-		waitAll("settled ring")
+		c.waitSynchronised("settled ring", 20*time.Second)
 
 		// A lone node that is not a ring's first: nothing to copy from.
 		var x id.ID
@@ -70,7 +53,7 @@ func TestSynchronised(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		waitAll("after a crash")
+		c.waitSynchronised("after a crash", 20*time.Second)
 		ctx, cancel := ctxT(5 * time.Second)
 		defer cancel()
 		if _, err := c.any().kv.Put(ctx, "k", []byte("v")); err != nil {
