@@ -28,6 +28,9 @@ var (
 	settleFlag = flag.Duration("taskq.settle", 10*time.Minute, "fault tests: how long (ring time) every task may take to complete after the faults end")
 )
 
+// traceLog receives the store's leader decisions (debug level) when the
+// environment variable TASKQ_TRACE names a file, as KV_TRACE does for the
+// kv package's tests; nil (discarded) otherwise.
 var traceLog = func() *slog.Logger {
 	if p := os.Getenv("TASKQ_TRACE"); p != "" {
 		f, err := os.Create(p)
