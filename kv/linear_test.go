@@ -95,6 +95,21 @@ func runWorkload(t *testing.T, seed int64, nodes, fresh int, faults []faultFn) *
 		var cmu sync.Mutex
 		nextClient := 0
 		newClient := func() int { cmu.Lock(); defer cmu.Unlock(); nextClient++; return nextClient }
+		// nextLive is a live member to send a client's next operation
+		// through, or false once the clients are told to stop.
+		nextLive := func() (*member, bool) {
+			for {
+				select {
+				case <-stop:
+					return nil, false
+				default:
+				}
+				if m := c.anyLive(); m != nil {
+					return m, true
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
 		for ki, key := range keys {
 			for ci := 0; ci < clientsPerKey; ci++ {
 				wg.Add(1)
@@ -103,15 +118,9 @@ func runWorkload(t *testing.T, seed int64, nodes, fresh int, faults []faultFn) *
 					client := newClient()
 					var lastVer uint64
 					for n := 0; ; n++ {
-						select {
-						case <-stop:
+						m, ok := nextLive()
+						if !ok {
 							return
-						default:
-						}
-						m := c.anyLive()
-						if m == nil {
-							time.Sleep(50 * time.Millisecond)
-							continue
 						}
 						in := kvcheck.Input{Key: key, Value: fmt.Sprintf("%s-%d-%d", key, seq, n)}
 						switch (n + seq) % 6 {
@@ -158,15 +167,9 @@ func runWorkload(t *testing.T, seed int64, nodes, fresh int, faults []faultFn) *
 				defer wg.Done()
 				client := newClient()
 				for n := 0; ; n++ {
-					select {
-					case <-stop:
+					m, ok := nextLive()
+					if !ok {
 						return
-					default:
-					}
-					m := c.anyLive()
-					if m == nil {
-						time.Sleep(50 * time.Millisecond)
-						continue
 					}
 					key := fmt.Sprintf("new-%d-%d", fi, n)
 					fmu.Lock()
