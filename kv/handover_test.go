@@ -64,15 +64,33 @@ func TestPromiseSurvivesHandover(t *testing.T) {
 			_, err := own.kv.Put(ctx, key, []byte("lost with its owner"))
 			failed <- err
 		}()
+		// The uncut replica's promise is on its disk within a few ms; 50 ms
+		// (memnet's latency is at most 3 ms) lets its answer reach the owner.
+		// Whether it did is checked below: the owner's acceptor must then
+		// hold the empty state.
+		c.mu.Lock()
+		promiser := c.members[pl.Replicas[2].ID]
+		c.mu.Unlock()
 		time.Sleep(50 * time.Millisecond)
 		// The network goes first: the round ends (RoundTimeout) before the
 		// process does, as a dying process's last steps would.
 		c.net.Crash(own.id)
-		time.Sleep(kvConfig(nil, false).RoundTimeout + 100*time.Millisecond)
+		roundEnded := func() bool { r, ok := stored(own, key); return ok && !r.Accepted.IsZero() }
+		for i := 0; i < 20 && !roundEnded(); i++ {
+			time.Sleep(kvConfig(nil, false).RoundTimeout / 10)
+		}
 		c.crash(own)
 		c.net.Uncut(own.id, pl.Replicas[1].ID)
 		if err := <-failed; err == nil {
 			t.Fatalf("seed %d: the put at the crashed owner %s succeeded", seed, own.id.Short())
+		}
+		// The scenario's premise, without which the test would pass for
+		// nothing: the owner's acceptor holds the empty state under its
+		// ballot, and the uncut replica promised that ballot.
+		ro, _ := stored(own, key)
+		rp, _ := stored(promiser, key)
+		if ro.Accepted.IsZero() || ro.State.Version != 0 || ro.Accepted.Node != own.id || rp.Promised != ro.Accepted {
+			t.Fatalf("seed %d: premise not reached: owner %s holds accepted %+v version %d, replica %s promised %+v", seed, own.id.Short(), ro.Accepted, ro.State.Version, promiser.id.Short(), rp.Promised)
 		}
 
 		// The next owner takes the range over; a write is acknowledged.
@@ -101,4 +119,16 @@ func TestPromiseSurvivesHandover(t *testing.T) {
 			}
 		}
 	})
+}
+
+// stored is the record m's store holds for key (read from the store, which
+// outlives a crash), if any.
+func stored(m *member, key string) (Record, bool) {
+	recs, _, _ := m.store.Load()
+	for _, r := range recs {
+		if r.Key == key {
+			return r, true
+		}
+	}
+	return Record{}, false
 }

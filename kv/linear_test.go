@@ -217,8 +217,7 @@ func runWorkload(t *testing.T, seed int64, nodes, fresh int, faults []faultFn) *
 		// Heal everything, let the ring repair, then read every key: the final
 		// reads are part of the history, so a lost acknowledged write fails it.
 		c.net.Heal()
-		c.net.SetLoss(0)
-		c.net.SetDuplicate(0)
+		c.setLossy(0)
 		time.Sleep(10 * time.Second)
 		final := newClient()
 		for _, key := range append(keys, freshKeys...) {
@@ -446,11 +445,15 @@ func crashNetFirst(c *cluster, _ *kvcheck.Recorder) {
 }
 
 func lossyNetwork(c *cluster, _ *kvcheck.Recorder) {
-	c.net.SetLoss(0.05)
-	c.net.SetDuplicate(0.05)
+	c.setLossy(0.05)
 	time.Sleep(3 * time.Second)
-	c.net.SetLoss(0)
-	c.net.SetDuplicate(0)
+	c.setLossy(0)
+}
+
+// setLossy sets memnet's loss and duplication probabilities both to p.
+func (c *cluster) setLossy(p float64) {
+	c.net.SetLoss(p)
+	c.net.SetDuplicate(p)
 }
 
 func TestLinearizableOwnerCrash(t *testing.T) {
@@ -521,12 +524,10 @@ func TestLinearizableFreshKeys(t *testing.T) {
 // faults after it run.
 func lossyFor(d time.Duration) faultFn {
 	return func(c *cluster, _ *kvcheck.Recorder) {
-		c.net.SetLoss(0.05)
-		c.net.SetDuplicate(0.05)
+		c.setLossy(0.05)
 		go func() {
 			time.Sleep(d)
-			c.net.SetLoss(0)
-			c.net.SetDuplicate(0)
+			c.setLossy(0)
 		}()
 	}
 }
