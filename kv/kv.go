@@ -101,6 +101,8 @@ type KV struct {
 	view   atomic.Pointer[cachedLayout] // for ownerByView, on callers' goroutines
 	synced atomic.Uint64                // see Synchronised: 1 + the view generation it holds for; 0 if not synchronised
 
+	regressions atomic.Uint64 // see Stats.VersionRegressions
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -539,6 +541,24 @@ type Placement struct {
 // replicas; losing a second node before then can leave a range without
 // one. It is false from the moment the node's view of the ring changes
 // until the store has looked at the new view (every SyncInterval/10).
+// Stats are the store's counters.
+type Stats struct {
+	// VersionRegressions counts states this node's acceptor was asked to
+	// take (by an accept or from anti-entropy) that would have replaced a
+	// state it knew to be committed with a lower version under a higher
+	// ballot. The protocol makes that impossible (docs/kv.md, invariants 1
+	// and 2): a later leader always carries the committed state forward.
+	// Each one is logged at error level with the key and both states; any
+	// count above zero means an acknowledged write may have been lost, and
+	// the fault tests fail on it.
+	VersionRegressions uint64 `json:"version_regressions"`
+}
+
+// Stats returns the store's counters; safe at any time, also after Close.
+func (k *KV) Stats() Stats {
+	return Stats{VersionRegressions: k.regressions.Load()}
+}
+
 func (k *KV) Synchronised() bool {
 	g := k.synced.Load()
 	return g != 0 && g == k.n.View().Gen+1

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/shoal-p2p/shoal/id"
@@ -21,6 +22,9 @@ func (b Ballot) Less(o Ballot) bool {
 	}
 	return b.Node.Less(o.Node)
 }
+
+// String is the ballot as round/node, the node's ID shortened.
+func (b Ballot) String() string { return fmt.Sprintf("%d/%s", b.Round, b.Node.Short()) }
 
 // IsZero reports the zero ballot (nothing promised or accepted).
 func (b Ballot) IsZero() bool { return b.Round == 0 && b.Node == (id.ID{}) }

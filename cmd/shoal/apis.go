@@ -165,6 +165,7 @@ func registerAPIs(api *httpapi.Server, svc *services, tr *p2p.Transport, log *sl
 		metrics.Source{Subsystem: "host", Read: func() any { return n.ServiceStats() },
 			Labels: map[string]string{"services": "service", "refused_by_resource": "resource"}},
 		metrics.Source{Subsystem: "p2p", Read: func() any { return tr.Stats() }},
+		metrics.Source{Subsystem: "kv", Read: func() any { return svc.kv.Stats() }},
 		metrics.Source{Subsystem: "kv_log", Read: func() any { return svc.log.Stats() }},
 		metrics.Source{Subsystem: "pubsub", Read: func() any { return svc.ps.Stats() }},
 	)

@@ -414,6 +414,11 @@ func TestKVLinearizableAcrossRealProcesses(t *testing.T) {
 				t.Errorf("node %d: %s = %v after the workload, want > 0", p.idx, m, v)
 			}
 		}
+		// The store's tripwire: no committed version was replaced by a
+		// lower one (-1 would mean the counter is not served at all).
+		if v := scrapeMetric(t, p.api, "shoal_kv_version_regressions_total"); v != 0 {
+			t.Errorf("node %d: shoal_kv_version_regressions_total = %v, want 0 (see \"invariant broken\" in its log)", p.idx, v)
+		}
 	}
 }
 
