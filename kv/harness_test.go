@@ -35,6 +35,9 @@ type cluster struct {
 	rng     *rand.Rand
 	members map[id.ID]*member
 	boot    transport.Peer
+	// regressions counts Stats.VersionRegressions of members' past
+	// incarnations (crashed and restarted); close checks the total.
+	regressions uint64
 }
 
 func kvConfig(store Store, genesis bool) Config {
@@ -72,6 +75,9 @@ func (c *cluster) start(x id.ID, store *MemStore, genesis bool, boot []transport
 	}
 	kc := kvConfig(store, genesis)
 	kc.Logger = traceLogger
+	if kc.Logger == nil {
+		kc.Logger = errorLogger
+	}
 	k, err := New(n, kc)
 	if err != nil {
 		c.t.Fatalf("seed %d: start kv: %v", c.seed, err)
@@ -119,6 +125,9 @@ func (c *cluster) crash(m *member) {
 	c.mu.Unlock()
 	m.kv.Close()
 	m.n.Close()
+	c.mu.Lock()
+	c.regressions += m.kv.Stats().VersionRegressions
+	c.mu.Unlock()
 }
 
 // restart brings a crashed node back with its store, joining through any
@@ -145,12 +154,21 @@ func (c *cluster) restartVia(m *member, boot []transport.Peer) {
 	c.mu.Unlock()
 }
 
+// close stops every live member and fails the test if any member, in any
+// incarnation, saw a committed version replaced by a lower one (the store's
+// tripwire, Stats.VersionRegressions): that is a lost write even when no
+// client read the key afterwards.
 func (c *cluster) close() {
+	total := c.regressions
 	for _, m := range c.members {
 		if !m.down {
 			m.kv.Close()
 			m.n.Close()
+			total += m.kv.Stats().VersionRegressions
 		}
+	}
+	if total > 0 {
+		c.t.Errorf("seed %d: %d committed versions replaced by lower ones (kv: \"invariant broken\" in the log): acknowledged writes may be lost", c.seed, total)
 	}
 }
 
@@ -208,8 +226,13 @@ func (c *cluster) addLocked() *member {
 	return m
 }
 
-// traceLogger receives leader decisions when -kv.trace is set.
+// traceLogger receives leader decisions when KV_TRACE names a file.
 var traceLogger *slog.Logger
+
+// errorLogger prints the store's errors (the tripwire's "invariant broken"
+// among them) to stderr, where a failing run shows them; a passing run logs
+// none.
+var errorLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 func init() {
 	if p := os.Getenv("KV_TRACE"); p != "" {

@@ -425,6 +425,7 @@ func joinLeave(c *cluster, _ *kvcheck.Recorder) {
 		m.n.Close()
 		c.mu.Lock()
 		m.down = true
+		c.regressions += m.kv.Stats().VersionRegressions
 		c.mu.Unlock()
 	}
 }

@@ -13,7 +13,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -68,6 +70,9 @@ type Cluster struct {
 	opts    Options
 	members map[id.ID]*Member
 	boot    transport.Peer
+	// regressions counts kv.Stats.VersionRegressions of members' past
+	// incarnations; Close checks the total.
+	regressions uint64
 }
 
 // KVConfig is the store configuration the ring's nodes use.
@@ -81,6 +86,11 @@ func (c *Cluster) KVConfig(store kv.Store, genesis bool) kv.Config {
 	k.Retry.Overall = 4 * time.Second
 	if c.opts.KV != nil {
 		c.opts.KV(&k)
+	}
+	if k.Logger == nil {
+		// The store's errors (the tripwire's "invariant broken" among
+		// them) go to stderr, where a failing run shows them.
+		k.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	}
 	return k
 }
@@ -208,6 +218,9 @@ func (c *Cluster) Crash(m *Member) {
 	}
 	m.KV.Close()
 	m.Node.Close()
+	c.mu.Lock()
+	c.regressions += m.KV.Stats().VersionRegressions
+	c.mu.Unlock()
 }
 
 // Restart brings a crashed member back with its store.
@@ -229,14 +242,24 @@ func (c *Cluster) Restart(m *Member) {
 	c.mu.Unlock()
 }
 
-// Close stops every live member.
+// Close stops every live member, and fails the test if any member in any
+// incarnation saw a committed version replaced by a lower one (the store's
+// tripwire, kv.Stats.VersionRegressions): a lost write, even one no check
+// read back.
 func (c *Cluster) Close() {
+	c.mu.Lock()
+	total := c.regressions
+	c.mu.Unlock()
 	for _, m := range c.Live() {
 		if m.close != nil {
 			m.close()
 		}
 		m.KV.Close()
 		m.Node.Close()
+		total += m.KV.Stats().VersionRegressions
+	}
+	if total > 0 {
+		c.T.Errorf("seed %d: %d committed versions replaced by lower ones (kv: \"invariant broken\" in the log): acknowledged writes may be lost", c.Seed, total)
 	}
 }
 
