@@ -2,6 +2,7 @@ package kv
 
 import (
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -51,5 +52,38 @@ func TestPrevSame(t *testing.T) {
 	}
 	if sameMembers([]transport.Peer{a, b}, []transport.Peer{a, b, c}) || sameMembers([]transport.Peer{a, b, c}, []transport.Peer{a, b, d}) {
 		t.Fatal("sameMembers matched different sets")
+	}
+}
+
+// TestTripwire: merge counts a state that replaces a committed one with a
+// lower version under a higher ballot, and nothing else: not the same
+// replacement of a state that is not known to be committed, not a newer
+// state with a higher version, not an older one it refuses.
+func TestTripwire(t *testing.T) {
+	a, b := peer(1).ID, peer(2).ID
+	committed := Record{Key: "k", Promised: Ballot{1, b}, Accepted: Ballot{1, b}, State: State{Version: 3}, Committed: true}
+	uncommitted := committed
+	uncommitted.Committed = false
+	for _, c := range []struct {
+		name  string
+		local Record
+		in    Record
+		want  uint64
+	}{
+		{"committed v3 replaced by v0 under a higher ballot", committed, Record{Key: "k", Promised: Ballot{1, a}, Accepted: Ballot{2, a}}, 1},
+		{"uncommitted v3 replaced by v0 under a higher ballot", uncommitted, Record{Key: "k", Promised: Ballot{1, a}, Accepted: Ballot{2, a}}, 0},
+		{"committed v3 carried forward as v4", committed, Record{Key: "k", Accepted: Ballot{2, a}, State: State{Version: 4}}, 0},
+		{"committed v3 re-proposed as v3", committed, Record{Key: "k", Accepted: Ballot{2, a}, State: State{Version: 3}}, 0},
+		{"an older state, refused", committed, Record{Key: "k", Accepted: Ballot{1, a}, State: State{Version: 1}}, 0},
+	} {
+		k := &KV{log: slog.New(slog.DiscardHandler)}
+		r := &replica{k: k, recs: map[string]*Record{"k": new(c.local)}}
+		got, _ := r.merge(c.in)
+		if n := k.Stats().VersionRegressions; n != c.want {
+			t.Errorf("%s: %d regressions counted, want %d", c.name, n, c.want)
+		}
+		if newer(c.in.Accepted, c.in.State.Version, c.local.Accepted, c.local.State.Version) && got.State.Version != c.in.State.Version {
+			t.Errorf("%s: merge kept version %d; the tripwire must not change what Paxos takes (%d)", c.name, got.State.Version, c.in.State.Version)
+		}
 	}
 }
