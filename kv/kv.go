@@ -532,15 +532,6 @@ type Placement struct {
 	Replicas []transport.Peer `json:"replicas"`
 }
 
-// Synchronised reports whether this node has copied every range it
-// replicates, by its current view of the ring. A node new to a range (it
-// joined, or a neighbour left or died) copies the range from the range's
-// previous replicas before it serves it, and until then writes there may
-// answer ErrUnavailable. Once every live node reports true, the ring can
-// lose any one node and every range keeps a majority of synchronised
-// replicas; losing a second node before then can leave a range without
-// one. It is false from the moment the node's view of the ring changes
-// until the store has looked at the new view (every SyncInterval/10).
 // Stats are the store's counters.
 type Stats struct {
 	// VersionRegressions counts states this node's acceptor was asked to
@@ -559,6 +550,15 @@ func (k *KV) Stats() Stats {
 	return Stats{VersionRegressions: k.regressions.Load()}
 }
 
+// Synchronised reports whether this node has copied every range it
+// replicates, by its current view of the ring. A node new to a range (it
+// joined, or a neighbour left or died) copies the range from the range's
+// previous replicas before it serves it, and until then writes there may
+// answer ErrUnavailable. Once every live node reports true, the ring can
+// lose any one node and every range keeps a majority of synchronised
+// replicas; losing a second node before then can leave a range without
+// one. It is false from the moment the node's view of the ring changes
+// until the store has looked at the new view (every SyncInterval/10).
 func (k *KV) Synchronised() bool {
 	g := k.synced.Load()
 	return g != 0 && g == k.n.View().Gen+1
