@@ -450,7 +450,7 @@ func (r *replica) acceptHere(q ballotReq, from id.ID) (ballotResp, func() error)
 		// something at least as new.
 		return ballotResp{Eligible: true, OK: true, Promised: rec.Promised}, nil
 	}
-	r.checkRegression("accept", *rec, q.Ballot, q.State.Version, from)
+	r.checkRegression("accept", from, rec, q.Ballot, q.State.Version)
 	rec.Promised = q.Ballot
 	rec.Accepted = q.Ballot
 	rec.State = q.State
@@ -620,7 +620,7 @@ func (r *replica) merge(in Record) (Record, bool) {
 		}
 		return *rec, promised
 	}
-	r.checkRegression("anti-entropy", *rec, in.Accepted, in.State.Version, id.ID{})
+	r.checkRegression("anti-entropy", id.ID{}, rec, in.Accepted, in.State.Version)
 	if rec.Promised.Less(in.Accepted) {
 		rec.Promised = in.Accepted
 	}
@@ -634,19 +634,22 @@ func (r *replica) merge(in Record) (Record, bool) {
 // state is committed, every state accepted under a higher ballot carries it
 // forward, so its version is at least as high (docs/kv.md, invariants 1
 // and 2). local is about to be replaced by the state (b, v) that arrived
-// through where (from names the leader of an accept). A replacement that
-// goes back from a committed version means two quorums failed to
-// intersect somewhere: the acknowledged writes between the two versions
-// are lost. Nothing in the protocol can repair that here, so the state is
+// through where (from names an accept's leader; anti-entropy has none). A
+// replacement that goes back from a committed version means two quorums
+// failed to intersect somewhere: the acknowledged writes between the two
+// versions are lost. Nothing in the protocol can repair that here, so the state is
 // taken as Paxos says; the event is counted (Stats.VersionRegressions) and
 // logged with what a person needs to trace it.
-func (r *replica) checkRegression(where string, local Record, b Ballot, v uint64, from id.ID) {
+func (r *replica) checkRegression(where string, from id.ID, local *Record, b Ballot, v uint64) {
 	if !local.Committed || v >= local.State.Version || !local.Accepted.Less(b) {
 		return
 	}
 	r.k.regressions.Add(1)
+	if from != (id.ID{}) {
+		where += " from leader " + from.Short()
+	}
 	r.k.log.Error("kv invariant broken: a committed version is being replaced by a lower one under a higher ballot; acknowledged writes of this key may be lost",
-		"key", local.Key, "via", where, "leader", from.Short(),
+		"key", local.Key, "via", where,
 		"committed_version", local.State.Version, "committed_ballot", local.Accepted.String(),
 		"new_version", v, "new_ballot", b.String())
 }
